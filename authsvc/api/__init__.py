@@ -1,0 +1,1 @@
+"""HTTP layer: dependency chains and thin routers."""

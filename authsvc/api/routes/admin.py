@@ -1,0 +1,119 @@
+"""Admin API for users and scopes; the whole router requires the ``admin`` scope."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from authsvc.api.deps import AdminUser, ContextDep, SessionDep, require_scopes
+from authsvc.db.models import User
+from authsvc.schemas import AdminUserUpdate, ScopeCreate, ScopeOut, UserCreate, UserOut, UserPage
+from authsvc.services.users import (
+    NewUser,
+    ScopeExistsError,
+    ScopeService,
+    UnknownScopeError,
+    UserExistsError,
+    UserService,
+)
+
+ADMIN_SCOPE = "admin"
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[require_scopes(ADMIN_SCOPE)])
+
+
+def _unknown_scope(exc: UnknownScopeError) -> HTTPException:
+    return HTTPException(422, f"Unknown scope: {' '.join(exc.names)}")
+
+
+def _get_user_or_404(service: UserService, user_id: uuid.UUID) -> User:
+    user = service.get(user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "User not found")
+    return user
+
+
+@router.get("/users", response_model=UserPage)
+def list_users(
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> UserPage:
+    users, total = UserService(session).page(offset=offset, limit=limit)
+    return UserPage(items=[UserOut.model_validate(user) for user in users], total=total)
+
+
+@router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED)
+def create_user(body: UserCreate, session: SessionDep, ctx: ContextDep) -> UserOut:
+    new = NewUser(
+        username=body.username,
+        password_hash=ctx.hasher.hash(body.password),
+        email=body.email,
+        full_name=body.full_name,
+        scopes=tuple(body.scopes),
+        is_active=body.is_active,
+    )
+    try:
+        user = UserService(session).create(new)
+    except UserExistsError:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Username already taken") from None
+    except UnknownScopeError as exc:
+        raise _unknown_scope(exc) from None
+    return UserOut.model_validate(user)
+
+
+@router.get("/users/{user_id}", response_model=UserOut)
+def read_user(user_id: uuid.UUID, session: SessionDep) -> UserOut:
+    return UserOut.model_validate(_get_user_or_404(UserService(session), user_id))
+
+
+@router.patch("/users/{user_id}", response_model=UserOut)
+def update_user(
+    user_id: uuid.UUID,
+    body: AdminUserUpdate,
+    admin: AdminUser,
+    session: SessionDep,
+    ctx: ContextDep,
+) -> UserOut:
+    service = UserService(session)
+    user = _get_user_or_404(service, user_id)
+    changes = body.changes()
+    if user.id == admin.id and (
+        changes.get("is_active") is False
+        or ("scopes" in changes and ADMIN_SCOPE not in changes["scopes"])
+    ):
+        # An admin locking themselves out is nearly always a mistake that needs database access
+        # to undo; another admin can still do it.
+        raise HTTPException(status.HTTP_409_CONFLICT, "Admins cannot disable or demote themselves")
+    if "password" in changes:
+        changes["password_hash"] = ctx.hasher.hash(changes.pop("password"))
+    try:
+        return UserOut.model_validate(service.update(user, changes))
+    except UnknownScopeError as exc:
+        raise _unknown_scope(exc) from None
+
+
+@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_user(user_id: uuid.UUID, admin: AdminUser, session: SessionDep) -> Response:
+    service = UserService(session)
+    user = _get_user_or_404(service, user_id)
+    if user.id == admin.id:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Admins cannot delete themselves")
+    service.delete(user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/scopes", response_model=list[ScopeOut])
+def list_scopes(session: SessionDep) -> list[ScopeOut]:
+    return [ScopeOut.model_validate(scope) for scope in ScopeService(session).all()]
+
+
+@router.post("/scopes", response_model=ScopeOut, status_code=status.HTTP_201_CREATED)
+def create_scope(body: ScopeCreate, session: SessionDep) -> ScopeOut:
+    try:
+        scope = ScopeService(session).create(body.name, body.description)
+    except ScopeExistsError:
+        raise HTTPException(status.HTTP_409_CONFLICT, "Scope already exists") from None
+    return ScopeOut.model_validate(scope)

@@ -1,0 +1,44 @@
+"""Liveness and readiness probes for orchestrators and load balancers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from authsvc.api.deps import ContextDep
+from authsvc.security.keys import NoSigningKeyError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process is alive; says nothing about its dependencies on purpose."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(ctx: ContextDep) -> JSONResponse:
+    """Ready to serve: the database answers and a signing key is loaded."""
+    checks: dict[str, Any] = {}
+    try:
+        with ctx.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError:
+        checks["database"] = "unavailable"
+    try:
+        ctx.key_set.active  # noqa: B018 - raises when there is no signing key
+        checks["keys"] = "ok"
+    except NoSigningKeyError:
+        checks["keys"] = "missing"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )

@@ -1,0 +1,48 @@
+"""``POST /oauth2/token``: the request is parsed and dispatched in ``oauth2.token_endpoint``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from authsvc.api.deps import ContextDep
+from authsvc.oauth2.errors import NO_STORE_HEADERS
+from authsvc.schemas import TokenResponse
+
+router = APIRouter(tags=["oauth2"])
+
+_FORM_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["password"]},
+                        "username": {"type": "string"},
+                        "password": {"type": "string", "format": "password"},
+                        "scope": {"type": "string", "description": "space-separated scopes"},
+                        "client_id": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "400": {"description": "RFC 6749 §5.2 error"},
+        "401": {"description": "invalid_client"},
+    },
+}
+
+
+@router.post(
+    "/oauth2/token",
+    response_model=TokenResponse,
+    openapi_extra=_FORM_SCHEMA,
+    summary="Issue an access token (RFC 6749 §3.2)",
+)
+async def issue_token(request: Request, ctx: ContextDep) -> JSONResponse:
+    body = await ctx.token_endpoint.handle(request)
+    return JSONResponse(body, headers=NO_STORE_HEADERS)

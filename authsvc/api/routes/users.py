@@ -1,0 +1,32 @@
+"""``/users/me``: what a signed-in user may see and change about themselves."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response, status
+
+from authsvc.api.deps import ContextDep, CurrentUser, SessionDep
+from authsvc.schemas import PasswordChange, UserOut, UserSelfUpdate
+from authsvc.services.users import UserService
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("/me", response_model=UserOut)
+def read_me(user: CurrentUser) -> UserOut:
+    return UserOut.model_validate(user)
+
+
+@router.patch("/me", response_model=UserOut)
+def update_me(body: UserSelfUpdate, user: CurrentUser, session: SessionDep) -> UserOut:
+    return UserOut.model_validate(UserService(session).update(user, body.changes()))
+
+
+@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+def change_my_password(
+    body: PasswordChange, user: CurrentUser, session: SessionDep, ctx: ContextDep
+) -> Response:
+    ok, _ = ctx.hasher.verify(body.current_password, user.password_hash)
+    if not ok:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "The current password is incorrect")
+    UserService(session).update(user, {"password_hash": ctx.hasher.hash(body.new_password)})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

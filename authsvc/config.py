@@ -1,0 +1,108 @@
+"""Settings, read from the environment (prefix ``AUTHSVC_``) and an optional ``.env`` file.
+
+Nothing is instantiated at import time: ``create_app`` and the CLI build ``Settings()`` when
+they need one, so tests can pass their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Algorithm = Literal["RS256", "ES256", "HS256"]
+
+ENV_PREFIX = "AUTHSVC_"
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message is one line that names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: str = "sqlite:///./authsvc.db"
+    keys_dir: Path = Path("keys")
+    issuer: str = "http://localhost:8000"
+    audience: str = "authsvc"
+    jwt_algorithm: Algorithm = "RS256"
+    jwt_secret: SecretStr | None = None
+    jwt_leeway: int = Field(default=30, ge=0, le=300)
+    access_token_ttl: int = Field(default=900, ge=30, le=86400)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    bootstrap_admin_username: str | None = None
+    bootstrap_admin_password: SecretStr | None = None
+    auto_migrate: bool = True
+    db_pool_timeout: float = Field(default=5.0, gt=0)
+    db_connect_timeout: int = Field(default=5, ge=1)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_http_url(cls, value: str) -> str:
+        # RFC 8414 §2: the issuer is an https URL (http allowed here for local use) with no
+        # query or fragment; we strip a trailing slash so "iss" and metadata match exactly.
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("audience")
+    @classmethod
+    def _audience_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_known(cls, value: str) -> str:
+        if not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _hs256_needs_secret(self) -> Settings:
+        if self.jwt_algorithm == "HS256":
+            secret = self.jwt_secret.get_secret_value() if self.jwt_secret else ""
+            if len(secret.encode()) < 32:
+                # RFC 7518 §3.2: the HMAC key must be at least as long as the hash output.
+                raise ValueError(
+                    "AUTHSVC_JWT_SECRET must be set to at least 32 bytes when "
+                    "AUTHSVC_JWT_ALGORITHM is HS256"
+                )
+        if (self.bootstrap_admin_username is None) != (self.bootstrap_admin_password is None):
+            raise ValueError(
+                "AUTHSVC_BOOTSTRAP_ADMIN_USERNAME and AUTHSVC_BOOTSTRAP_ADMIN_PASSWORD "
+                "must be set together"
+            )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment, turning a validation error into one clear line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first.get("loc", ())]
+    message = first.get("msg", "invalid value")
+    if loc:
+        name = ENV_PREFIX + loc[0].upper()
+        return f"invalid setting {name}: {message}"
+    return f"invalid settings: {message.removeprefix('Value error, ')}"

@@ -1,0 +1,74 @@
+"""Everything a running app holds, built once in the lifespan and passed to dependencies.
+
+Collaborators live here instead of in module globals, so every test builds its own app with
+its own database and keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from authsvc.config import Settings
+from authsvc.db.engine import build_engine, build_sessionmaker
+from authsvc.security.keys import KeySet, build_key_set
+from authsvc.security.passwords import PasswordHasher
+from authsvc.security.tokens import (
+    AccessTokenSigner,
+    AccessTokenVerifier,
+    verification_key_from_signing_key,
+)
+
+if TYPE_CHECKING:
+    from authsvc.oauth2.token_endpoint import TokenEndpoint
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+    key_set: KeySet
+    signer: AccessTokenSigner
+    verifier: AccessTokenVerifier
+    hasher: PasswordHasher
+    # RFC 8414 members contributed by endpoints beyond the core (revocation, introspection...).
+    metadata_extra: dict[str, Any] = field(default_factory=dict)
+    token_endpoint: TokenEndpoint = field(init=False)
+
+    def install_key_set(self, key_set: KeySet) -> None:
+        self.key_set = key_set
+        self.signer = AccessTokenSigner(key_set.active)
+        self.verifier = build_verifier(self.settings, key_set)
+
+
+def build_verifier(settings: Settings, key_set: KeySet) -> AccessTokenVerifier:
+    return AccessTokenVerifier(
+        {key.kid: verification_key_from_signing_key(key) for key in key_set.keys},
+        algorithm=settings.jwt_algorithm,
+        issuer=settings.issuer,
+        audience=settings.audience,
+        leeway=settings.jwt_leeway,
+    )
+
+
+def load_key_set(settings: Settings) -> KeySet:
+    secret = settings.jwt_secret.get_secret_value().encode() if settings.jwt_secret else None
+    return build_key_set(settings.keys_dir, settings.jwt_algorithm, secret)
+
+
+def build_context(settings: Settings) -> AppContext:
+    key_set = load_key_set(settings)
+    engine = build_engine(settings)
+    return AppContext(
+        settings=settings,
+        engine=engine,
+        sessionmaker=build_sessionmaker(engine),
+        key_set=key_set,
+        signer=AccessTokenSigner(key_set.active),
+        verifier=build_verifier(settings, key_set),
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+    )

@@ -1,0 +1,47 @@
+"""Engine and session factory, built by ``create_app`` and the CLI, never at import time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from authsvc.config import Settings
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Foreign keys are off by default in SQLite; WAL lets readers run beside one writer, and
+    # busy_timeout makes a second writer wait instead of failing at once.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def build_engine(settings: Settings) -> Engine:
+    url = settings.database_url
+    if settings.is_sqlite:
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            pool_pre_ping=True,
+            pool_timeout=settings.db_pool_timeout,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        # pre_ping and short timeouts: a restarted database is picked up without a restart of
+        # ours, and a dead one fails fast (a 503) instead of hanging requests.
+        pool_pre_ping=True,
+        pool_timeout=settings.db_pool_timeout,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={"connect_timeout": settings.db_connect_timeout},
+    )
+
+
+def build_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

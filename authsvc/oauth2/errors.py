@@ -1,0 +1,143 @@
+"""One error hierarchy for the token endpoint (RFC 6749 §5.2) and protected resources (RFC 6750 §3).
+
+Grants, client authentication and the security dependencies raise these; exactly one handler
+(:func:`oauth2_error_handler`) turns them into responses, so every error body and header is
+shaped in one place. A subclass usually sets only ``error`` and ``status_code``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+NO_STORE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _quote(value: str) -> str:
+    # RFC 6750 §3: auth-param values are quoted-strings; their characters exclude '"' and '\'.
+    return '"' + value.replace("\\", "").replace('"', "'") + '"'
+
+
+class OAuth2Error(Exception):
+    error: ClassVar[str] = "server_error"
+    status_code: ClassVar[int] = 400
+    default_description: ClassVar[str] = ""
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description if description is not None else self.default_description
+        super().__init__(self.description or self.error)
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.error}
+        if self.description:
+            body["error_description"] = self.description
+        return body
+
+    def headers(self) -> dict[str, str]:
+        return dict(NO_STORE_HEADERS)
+
+
+# --- RFC 6749 §5.2: token endpoint errors -------------------------------------------------
+
+
+class InvalidRequestError(OAuth2Error):
+    error = "invalid_request"
+
+
+class InvalidClientError(OAuth2Error):
+    """RFC 6749 §5.2: a 401 that names the authentication scheme the client should use."""
+
+    error = "invalid_client"
+    status_code = 401
+    default_description = "Client authentication failed"
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "WWW-Authenticate": 'Basic realm="authsvc"'}
+
+
+class InvalidGrantError(OAuth2Error):
+    error = "invalid_grant"
+
+
+class UnauthorizedClientError(OAuth2Error):
+    error = "unauthorized_client"
+
+
+class UnsupportedGrantTypeError(OAuth2Error):
+    error = "unsupported_grant_type"
+
+
+class InvalidScopeError(OAuth2Error):
+    error = "invalid_scope"
+
+
+class TemporarilyUnavailableError(OAuth2Error):
+    """The storage behind us is down: a 503 the client may retry, never a 500 or a hang."""
+
+    error = "temporarily_unavailable"
+    status_code = 503
+    default_description = "The service is temporarily unavailable"
+    retry_after = 5
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": str(self.retry_after)}
+
+
+# --- RFC 6750 §3: protected resource errors -----------------------------------------------
+
+
+class BearerError(OAuth2Error):
+    """Errors that carry an RFC 6750 ``WWW-Authenticate: Bearer`` challenge."""
+
+    status_code = 401
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        params = [("error", self.error)]
+        if self.description:
+            params.append(("error_description", self.description))
+        return params
+
+    def headers(self) -> dict[str, str]:
+        params = ", ".join(f"{k}={_quote(v)}" for k, v in self.challenge_params())
+        return {**super().headers(), "WWW-Authenticate": f"Bearer {params}".rstrip()}
+
+
+class MissingTokenError(BearerError):
+    """RFC 6750 §3.1: a request without credentials gets a bare challenge and no error code."""
+
+    error = ""
+    default_description = "Not authenticated"
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        return []
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.description}
+
+
+class InvalidTokenError(BearerError):
+    error = "invalid_token"
+    default_description = "The access token is invalid"
+
+
+class InsufficientScopeError(BearerError):
+    error = "insufficient_scope"
+    status_code = 403
+    default_description = "The access token does not grant the required scope"
+
+    def __init__(self, required: list[str], description: str | None = None) -> None:
+        super().__init__(description)
+        self.required = required
+
+    def challenge_params(self) -> list[tuple[str, str]]:
+        return [*super().challenge_params(), ("scope", " ".join(self.required))]
+
+    def body(self) -> dict[str, Any]:
+        return {**super().body(), "scope": " ".join(self.required)}
+
+
+async def oauth2_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OAuth2Error)  # noqa: S101 - registered for OAuth2Error only
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())

@@ -1,0 +1,18 @@
+"""One class per grant type, each with a ``GRANT_TYPE`` constant; see ``build_grants``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from authsvc.oauth2.grants.password import PasswordGrant
+
+if TYPE_CHECKING:
+    from authsvc.context import AppContext
+    from authsvc.oauth2.token_endpoint import Grant
+
+
+def build_grants(ctx: AppContext) -> list[Grant]:
+    return [PasswordGrant(ctx)]
+
+
+__all__ = ["PasswordGrant", "build_grants"]

@@ -1,0 +1,99 @@
+"""Request and response models; input and output types are kept apart.
+
+Input models forbid unknown fields, so a PATCH naming a field it may not change is a 422 that
+changes nothing instead of a silent partial update. No output model has a password hash field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+from authsvc.security.passwords import check_password_policy
+from authsvc.services.users import normalize_username, validate_scope_name
+
+Username = Annotated[str, StringConstraints(max_length=300), AfterValidator(normalize_username)]
+Password = Annotated[str, StringConstraints(max_length=1024), AfterValidator(check_password_policy)]
+ScopeName = Annotated[str, AfterValidator(validate_scope_name)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+
+
+class InputModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    email: str | None
+    full_name: str | None
+    is_active: bool
+    scopes: list[str] = Field(validation_alias="scope_names")
+    created_at: datetime
+    updated_at: datetime
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+    total: int
+
+
+class UserCreate(InputModel):
+    username: Username
+    password: Password
+    email: EmailStr | None = None
+    full_name: FullName | None = None
+    scopes: list[ScopeName] = Field(default_factory=list, max_length=100)
+    is_active: bool = True
+
+
+class UserSelfUpdate(InputModel):
+    """What a user may change about themselves: only contact details."""
+
+    email: EmailStr | None = None
+    full_name: FullName | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class AdminUserUpdate(InputModel):
+    """Fields an admin may change; only the ones present in the body are applied."""
+
+    email: EmailStr | None = None
+    full_name: FullName | None = None
+    is_active: bool = True
+    scopes: list[ScopeName] = Field(default_factory=list, max_length=100)
+    password: Password = ""
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class PasswordChange(InputModel):
+    current_password: Annotated[str, StringConstraints(max_length=1024)]
+    new_password: Password
+
+
+class ScopeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    description: str
+
+
+class ScopeCreate(InputModel):
+    name: ScopeName
+    description: Annotated[str, StringConstraints(max_length=255)] = ""
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 - RFC 6750 token type, not a secret
+    expires_in: int
+    scope: str

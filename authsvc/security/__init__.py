@@ -1,0 +1,1 @@
+"""Security primitives: passwords, signing keys and tokens, each behind one module."""

@@ -1,0 +1,1 @@
+"""Business rules, free of HTTP: routes translate these domain errors to responses."""

@@ -1,0 +1,170 @@
+"""Users and scopes: the rules for creating, changing and removing them.
+
+Each public method is one transaction: a user is created together with their scope grants or
+not at all, and a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from authsvc.db.models import Scope, User
+from authsvc.oauth2.scope import is_scope_token
+
+USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
+
+
+class UserServiceError(Exception):
+    """Base for the domain errors of this module."""
+
+
+class UserExistsError(UserServiceError):
+    pass
+
+
+class ScopeExistsError(UserServiceError):
+    pass
+
+
+class UnknownScopeError(UserServiceError):
+    def __init__(self, names: Iterable[str]) -> None:
+        self.names = sorted(names)
+        super().__init__(f"unknown scope: {' '.join(self.names)}")
+
+
+def normalize_username(username: str) -> str:
+    """NFKC so look-alike compatibility characters collapse; raises ``ValueError`` if invalid."""
+    normalized = unicodedata.normalize("NFKC", username).strip()
+    if not USERNAME_PATTERN.match(normalized):
+        raise ValueError("username must be 1 to 150 letters, digits or . @ + - _ characters")
+    return normalized
+
+
+def username_key(username: str) -> str:
+    return unicodedata.normalize("NFKC", username).strip().casefold()
+
+
+def validate_scope_name(name: str) -> str:
+    if not is_scope_token(name):
+        raise ValueError(
+            'scope names are 1 to 64 printable ASCII characters without space, " or \\'
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class NewUser:
+    username: str
+    password_hash: str
+    email: str | None = None
+    full_name: str | None = None
+    scopes: tuple[str, ...] = ()
+    is_active: bool = True
+
+
+class UserService:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, user_id: uuid.UUID) -> User | None:
+        return self.session.get(User, user_id)
+
+    def get_by_username(self, username: str) -> User | None:
+        return self.session.scalar(select(User).where(User.username_key == username_key(username)))
+
+    def count(self) -> int:
+        return self.session.scalar(select(func.count()).select_from(User)) or 0
+
+    def page(self, *, offset: int, limit: int) -> tuple[list[User], int]:
+        total = self.count()
+        users = self.session.scalars(
+            select(User).order_by(User.created_at, User.id).offset(offset).limit(limit)
+        ).all()
+        return list(users), total
+
+    def _resolve_scopes(self, names: Iterable[str]) -> list[Scope]:
+        wanted = set(names)
+        if not wanted:
+            return []
+        found = list(self.session.scalars(select(Scope).where(Scope.name.in_(wanted))).all())
+        missing = wanted - {scope.name for scope in found}
+        if missing:
+            raise UnknownScopeError(missing)
+        return found
+
+    def create(self, new: NewUser) -> User:
+        user = User(
+            username=new.username,
+            username_key=username_key(new.username),
+            email=new.email,
+            full_name=new.full_name,
+            password_hash=new.password_hash,
+            is_active=new.is_active,
+        )
+        try:
+            user.scopes = self._resolve_scopes(new.scopes)
+            self.session.add(user)
+            self.session.commit()
+        except IntegrityError:
+            self.session.rollback()
+            raise UserExistsError(new.username) from None
+        except UnknownScopeError:
+            self.session.rollback()
+            raise
+        return user
+
+    def update(self, user: User, changes: dict[str, Any]) -> User:
+        """Apply a partial update; ``scopes`` replaces the grants rather than adding to them."""
+        try:
+            for field, value in changes.items():
+                if field == "scopes":
+                    user.scopes = self._resolve_scopes(value)
+                elif field in {"email", "full_name", "is_active", "password_hash"}:
+                    setattr(user, field, value)
+                else:  # pragma: no cover - schemas forbid other fields
+                    raise ValueError(f"cannot change {field}")
+            self.session.commit()
+        except UnknownScopeError:
+            self.session.rollback()
+            raise
+        return user
+
+    def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
+        user = self.session.get(User, user_id)
+        if user is not None:
+            user.password_hash = password_hash
+            self.session.commit()
+
+    def delete(self, user: User) -> None:
+        self.session.delete(user)
+        self.session.commit()
+
+
+class ScopeService:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def all(self) -> list[Scope]:
+        return list(self.session.scalars(select(Scope).order_by(Scope.name)).all())
+
+    def names(self) -> list[str]:
+        return list(self.session.scalars(select(Scope.name).order_by(Scope.name)).all())
+
+    def create(self, name: str, description: str = "") -> Scope:
+        scope = Scope(name=name, description=description)
+        self.session.add(scope)
+        try:
+            self.session.commit()
+        except IntegrityError:
+            self.session.rollback()
+            raise ScopeExistsError(name) from None
+        return scope
