@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from authsvc.db.models import Scope, User
+from authsvc.db.models import Scope, User, utcnow
 from authsvc.oauth2.scope import is_scope_token
 
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
@@ -132,6 +132,8 @@ class UserService:
                     setattr(user, field, value)
                 else:  # pragma: no cover - schemas forbid other fields
                     raise ValueError(f"cannot change {field}")
+            # A change to the scope grants alone touches no column of the users row.
+            user.updated_at = utcnow()
             self.session.commit()
         except UnknownScopeError:
             self.session.rollback()
