@@ -53,12 +53,18 @@ def _settings() -> Settings:
         raise _fail(str(exc), 2) from None
 
 
+def _db_error(exc: OperationalError) -> str:
+    # Driver messages span lines (psycopg adds hints); the first line says what went wrong.
+    lines = str(exc.orig or exc).strip().splitlines()
+    return f"cannot use the database: {lines[0] if lines else type(exc).__name__}"
+
+
 def _database(settings: Settings) -> Engine:
     engine = build_engine(settings)
     try:
         prepare_database(settings, engine)
     except OperationalError as exc:
-        raise _fail(f"cannot use the database: {exc.orig or exc}") from None
+        raise _fail(_db_error(exc)) from None
     return engine
 
 
@@ -205,7 +211,7 @@ def db_upgrade() -> None:
         upgrade(engine)
         revision = current_revision(engine)
     except OperationalError as exc:
-        raise _fail(f"cannot use the database: {exc.orig or exc}") from None
+        raise _fail(_db_error(exc)) from None
     finally:
         engine.dispose()
     typer.echo(f"Database at revision {revision}")

@@ -96,13 +96,16 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
+    except (UnicodeDecodeError, OSError) as exc:
+        # python-dotenv reads .env inside Settings(); an unreadable file is a settings error.
+        raise SettingsError(f"cannot read .env: {exc}") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     loc = [str(part) for part in first.get("loc", ())]
-    message = first.get("msg", "invalid value")
+    message = first.get("msg", "invalid value").removeprefix("Value error, ")
     if loc:
         name = ENV_PREFIX + loc[0].upper()
         return f"invalid setting {name}: {message}"
-    return f"invalid settings: {message.removeprefix('Value error, ')}"
+    return f"invalid settings: {message}"

@@ -6,6 +6,7 @@ changes nothing instead of a silent partial update. No output model has a passwo
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -15,10 +16,21 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 from authsvc.security.passwords import check_password_policy
 from authsvc.services.users import normalize_username, validate_scope_name
 
+
+def _printable(value: str) -> str:
+    # Control characters have no place in names; a NUL is not even valid PostgreSQL text.
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
 Username = Annotated[str, StringConstraints(max_length=300), AfterValidator(normalize_username)]
 Password = Annotated[str, StringConstraints(max_length=1024), AfterValidator(check_password_policy)]
 ScopeName = Annotated[str, AfterValidator(validate_scope_name)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)]
+FullName = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=255), AfterValidator(_printable)
+]
+Description = Annotated[str, StringConstraints(max_length=255), AfterValidator(_printable)]
 
 
 class InputModel(BaseModel):
@@ -89,7 +101,7 @@ class ScopeOut(BaseModel):
 
 class ScopeCreate(InputModel):
     name: ScopeName
-    description: Annotated[str, StringConstraints(max_length=255)] = ""
+    description: Description = ""
 
 
 class TokenResponse(BaseModel):

@@ -30,7 +30,7 @@ from authsvc.security.tokens import TokenValidationError
 from authsvc.services.users import UserService
 
 # RFC 6750 §2.1 b64token.
-_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 # Declares the OAuth2 password flow in OpenAPI so Swagger's Authorize button logs in through
 # our token endpoint; it never raises, our own parsing below decides what a bad header means.
@@ -70,7 +70,7 @@ async def get_bearer_token(
         # RFC 6750 §3.1: another scheme means the client did not try Bearer; no error code.
         raise MissingTokenError()
     token = token.strip(" ")
-    if not token or not _B64TOKEN.match(token):
+    if not token or not _B64TOKEN.fullmatch(token):
         raise InvalidTokenError()
     return token
 

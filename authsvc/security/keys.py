@@ -135,7 +135,11 @@ def _parse_created(path: Path) -> datetime:
 
 def load_key_file(path: Path) -> SigningKey:
     try:
-        private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyLoadError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        private_key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
         raise KeyLoadError(f"{path}: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
@@ -175,24 +179,34 @@ def _write_private_key(keys_dir: Path, private_key: PrivateKey) -> Path:
     kid = thumbprint(public_jwk(private_key.public_key()))
     stamp = datetime.now(UTC).strftime(_TIMESTAMP_FORMAT)
     path = keys_dir / f"{stamp}-{kid}.pem"
+    partial = keys_dir / f".{stamp}-{kid}.partial"
     pem = private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    # O_EXCL and mode 0600 from the first byte: the key is never readable by others, even
-    # briefly, and two writers never clobber one file.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    try:
+        # Mode 0600 from the first byte, so the key is never readable by others even briefly;
+        # written under another name and renamed, so a reader (another replica starting, or
+        # this process after a crash) never sees half a key.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(partial, path)
+    except OSError as exc:
+        raise KeyStoreError(f"{keys_dir}: cannot write a key ({exc.strerror})") from None
     return path
 
 
 @contextmanager
 def _locked(keys_dir: Path) -> Iterator[None]:
-    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock_path = keys_dir / ".lock"
-    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(keys_dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise KeyStoreError(f"{keys_dir}: cannot use keys directory ({exc.strerror})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -20,6 +20,7 @@ from passlib.context import CryptContext
 
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 128
+BCRYPT_MAX_BYTES = 72
 
 
 def normalize_password(password: str) -> str:
@@ -68,6 +69,11 @@ class PasswordHasher:
             self._context.verify(normalized, self._dummy_hash)
             return False, None
         try:
+            if (
+                len(normalized.encode("utf-8")) > BCRYPT_MAX_BYTES
+                and self._context.identify(password_hash) == "bcrypt"
+            ):
+                return self._verify_legacy_truncated(normalized, password_hash)
             ok, new_hash = self._context.verify_and_update(normalized, password_hash)
         except ValueError:
             # passlib raises ValueError (UnknownHashError and friends) for hashes it cannot
@@ -75,6 +81,17 @@ class PasswordHasher:
             self._context.verify(normalized, self._dummy_hash)
             return False, None
         return bool(ok), new_hash
+
+    def _verify_legacy_truncated(
+        self, password: str, password_hash: str
+    ) -> tuple[bool, str | None]:
+        """Plain bcrypt only ever saw the first 72 bytes; bcrypt 5 refuses longer input.
+
+        Hashes imported from such systems still verify on those bytes, and the upgrade hash
+        covers the whole password so the truncation ends with the next login.
+        """
+        ok = bool(self._context.verify(password.encode("utf-8")[:BCRYPT_MAX_BYTES], password_hash))
+        return (True, self.hash(password)) if ok else (False, None)
 
     async def hash_async(self, password: str) -> str:
         return await anyio.to_thread.run_sync(partial(self.hash, password), limiter=self._limiter)

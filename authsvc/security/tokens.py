@@ -33,7 +33,7 @@ ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 MAX_TOKEN_BYTES = 8192
 ALLOWED_HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "iat", "jti")
-_SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_NUMERIC_DATE = 2**53  # beyond this a float loses whole seconds; no real token goes there
 
 
@@ -153,7 +153,8 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     # reject values a float cannot hold to the second (1e308 would never expire).
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenValidationError(f"claim {name} is not a NumericDate")
-    if not math.isfinite(value) or not 0 <= value < _MAX_NUMERIC_DATE:
+    # The range check comes first: isfinite() overflows on a 400-digit int.
+    if not 0 <= value < _MAX_NUMERIC_DATE or not math.isfinite(value):
         raise TokenValidationError(f"claim {name} is out of range")
     return float(value)
 
@@ -181,7 +182,7 @@ class AccessTokenVerifier:
         segments = token.split(".")
         if len(segments) != 3:
             raise TokenValidationError("a JWS in compact form has three segments")
-        if not all(_SEGMENT.match(segment) for segment in segments):
+        if not all(_SEGMENT.fullmatch(segment) for segment in segments):
             raise TokenValidationError("segments must be non-empty unpadded base64url")
         header = _decode_segment(segments[0], "header")
         extra = set(header) - ALLOWED_HEADER_MEMBERS

@@ -79,7 +79,12 @@ class UserService:
         return self.session.get(User, user_id)
 
     def get_by_username(self, username: str) -> User | None:
-        return self.session.scalar(select(User).where(User.username_key == username_key(username)))
+        key = username_key(username)
+        if not USERNAME_PATTERN.match(key):
+            # No stored user can have this name; and some inputs (a NUL byte) are not even
+            # valid PostgreSQL text, so they must not reach the query.
+            return None
+        return self.session.scalar(select(User).where(User.username_key == key))
 
     def count(self) -> int:
         return self.session.scalar(select(func.count()).select_from(User)) or 0
@@ -162,6 +167,10 @@ class ScopeService:
         return list(self.session.scalars(select(Scope.name).order_by(Scope.name)).all())
 
     def create(self, name: str, description: str = "") -> Scope:
+        # Checked first because the session may already hold this scope (the caller's own
+        # grants are loaded in it); the IntegrityError below still settles concurrent creates.
+        if self.session.get(Scope, name) is not None:
+            raise ScopeExistsError(name)
         scope = Scope(name=name, description=description)
         self.session.add(scope)
         try:

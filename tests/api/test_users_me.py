@@ -1,0 +1,373 @@
+"""``/users/me``: reading and changing one's own profile and password."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import USER_PASSWORD, password_login
+
+USER_FIELDS = {
+    "id",
+    "username",
+    "email",
+    "full_name",
+    "is_active",
+    "scopes",
+    "created_at",
+    "updated_at",
+}
+NEW_PASSWORD = "brand-new-password-2"
+
+
+def _bearer(client: TestClient, username: str, password: str, **extra: str) -> dict[str, str]:
+    token = password_login(client, username, password, **extra)["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _assert_no_secrets(response: Any) -> None:
+    assert "password" not in response.text
+    assert "$bcrypt" not in response.text
+
+
+def _login_status(client: TestClient, username: str, password: str) -> tuple[int, dict[str, Any]]:
+    response = client.post(
+        "/oauth2/token",
+        data={"grant_type": "password", "username": username, "password": password},
+    )
+    return response.status_code, response.json()
+
+
+# --- GET /users/me --------------------------------------------------------------------------
+
+
+def test_get_me_returns_exactly_the_public_profile_fields(
+    client: TestClient, user: dict[str, Any], user_headers: dict[str, str]
+) -> None:
+    response = client.get("/users/me", headers=user_headers)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == USER_FIELDS
+    assert body["id"] == user["id"]
+    assert body["username"] == "alice"
+    assert body["email"] is None
+    assert body["full_name"] is None
+    assert body["is_active"] is True
+    assert body["scopes"] == []
+
+
+def test_get_me_never_exposes_the_password_hash(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    response = client.get("/users/me", headers=user_headers)
+
+    assert response.status_code == 200
+    _assert_no_secrets(response)
+
+
+def test_get_me_timestamps_are_timezone_aware(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    body = client.get("/users/me", headers=user_headers).json()
+
+    created = datetime.fromisoformat(body["created_at"])
+    updated = datetime.fromisoformat(body["updated_at"])
+    assert created.utcoffset() is not None
+    assert updated.utcoffset() is not None
+
+
+def test_get_me_lists_the_scopes_granted_to_the_user(
+    client: TestClient, admin: dict[str, Any], admin_headers: dict[str, str]
+) -> None:
+    response = client.get("/users/me", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert response.json()["scopes"] == ["admin"]
+    assert response.json()["id"] == admin["id"]
+
+
+def test_get_me_without_token_is_401_with_bare_bearer_challenge(client: TestClient) -> None:
+    response = client.get("/users/me")
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_get_me_with_garbage_token_is_401_invalid_token(client: TestClient) -> None:
+    response = client.get("/users/me", headers={"Authorization": "Bearer not-a-jwt"})
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+
+
+# --- PATCH /users/me ------------------------------------------------------------------------
+
+
+def test_patch_me_updates_email_and_full_name(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    response = client.patch(
+        "/users/me",
+        headers=user_headers,
+        json={"email": "alice@example.com", "full_name": "Alice Liddell"},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["email"] == "alice@example.com"
+    assert response.json()["full_name"] == "Alice Liddell"
+    _assert_no_secrets(response)
+    again = client.get("/users/me", headers=user_headers).json()
+    assert again["email"] == "alice@example.com"
+    assert again["full_name"] == "Alice Liddell"
+
+
+def test_patch_me_leaves_fields_absent_from_the_body_unchanged(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    client.patch("/users/me", headers=user_headers, json={"email": "alice@example.com"})
+
+    response = client.patch("/users/me", headers=user_headers, json={"full_name": "Alice"})
+
+    assert response.status_code == 200
+    assert response.json()["email"] == "alice@example.com"
+    assert response.json()["full_name"] == "Alice"
+
+
+def test_patch_me_with_null_email_clears_it(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    client.patch("/users/me", headers=user_headers, json={"email": "alice@example.com"})
+
+    response = client.patch("/users/me", headers=user_headers, json={"email": None})
+
+    assert response.status_code == 200
+    assert client.get("/users/me", headers=user_headers).json()["email"] is None
+
+
+def test_patch_me_strips_whitespace_around_full_name(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    response = client.patch("/users/me", headers=user_headers, json={"full_name": "  Alice  "})
+
+    assert response.status_code == 200
+    assert response.json()["full_name"] == "Alice"
+
+
+def test_patch_me_advances_updated_at_but_not_created_at(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    before = client.get("/users/me", headers=user_headers).json()
+
+    after = client.patch("/users/me", headers=user_headers, json={"full_name": "Alice"}).json()
+
+    assert after["created_at"] == before["created_at"]
+    assert datetime.fromisoformat(after["updated_at"]) > datetime.fromisoformat(
+        before["updated_at"]
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"is_active": False},
+        {"scopes": ["admin"]},
+        {"username": "mallory"},
+        {"password": NEW_PASSWORD},
+        {"password_hash": "$2b$04$abcdefghijklmnopqrstuv"},
+        {"id": "00000000-0000-0000-0000-000000000000"},
+        {"created_at": "2000-01-01T00:00:00Z"},
+        {"full_name": "Alice", "scopes": ["admin"]},
+    ],
+    ids=lambda body: "+".join(body),
+)
+def test_patch_me_rejects_fields_outside_email_and_full_name_and_changes_nothing(
+    client: TestClient, user_headers: dict[str, str], body: dict[str, Any]
+) -> None:
+    before = client.get("/users/me", headers=user_headers).json()
+
+    response = client.patch("/users/me", headers=user_headers, json=body)
+
+    assert response.status_code == 422
+    assert client.get("/users/me", headers=user_headers).json() == before
+
+
+def test_patch_me_cannot_grant_oneself_the_admin_scope(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    client.patch("/users/me", headers=user_headers, json={"scopes": ["admin"]})
+
+    assert client.get("/admin/users", headers=user_headers).status_code == 403
+
+
+def test_patch_me_rejecting_password_field_keeps_the_old_password(
+    client: TestClient, user: dict[str, Any], user_headers: dict[str, str]
+) -> None:
+    client.patch("/users/me", headers=user_headers, json={"password": NEW_PASSWORD})
+
+    assert _login_status(client, "alice", NEW_PASSWORD)[0] == 400
+    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "alice@", "@example.com", "a b@example.com"])
+def test_patch_me_rejects_an_invalid_email(
+    client: TestClient, user_headers: dict[str, str], email: str
+) -> None:
+    response = client.patch("/users/me", headers=user_headers, json={"email": email})
+
+    assert response.status_code == 422
+    assert client.get("/users/me", headers=user_headers).json()["email"] is None
+
+
+def test_patch_me_rejects_a_full_name_longer_than_255_characters(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    response = client.patch("/users/me", headers=user_headers, json={"full_name": "x" * 256})
+
+    assert response.status_code == 422
+
+
+def test_patch_me_without_token_is_401(client: TestClient, user: dict[str, Any]) -> None:
+    response = client.patch("/users/me", json={"full_name": "Mallory"})
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+# --- POST /users/me/password ----------------------------------------------------------------
+
+
+def test_change_password_returns_204_with_empty_body(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    response = client.post(
+        "/users/me/password",
+        headers=user_headers,
+        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
+    )
+
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+def test_change_password_makes_old_password_fail_with_invalid_grant(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    client.post(
+        "/users/me/password",
+        headers=user_headers,
+        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
+    )
+
+    status, body = _login_status(client, "alice", USER_PASSWORD)
+
+    assert status == 400
+    assert body["error"] == "invalid_grant"
+
+
+def test_change_password_lets_the_new_password_log_in(
+    client: TestClient, user: dict[str, Any], user_headers: dict[str, str]
+) -> None:
+    client.post(
+        "/users/me/password",
+        headers=user_headers,
+        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
+    )
+
+    headers = _bearer(client, "alice", NEW_PASSWORD)
+
+    assert client.get("/users/me", headers=headers).json()["id"] == user["id"]
+
+
+def test_change_password_with_wrong_current_password_is_400_and_changes_nothing(
+    client: TestClient, user_headers: dict[str, str]
+) -> None:
+    response = client.post(
+        "/users/me/password",
+        headers=user_headers,
+        json={"current_password": "wrong-password-9", "new_password": NEW_PASSWORD},
+    )
+
+    assert response.status_code == 400
+    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+    assert _login_status(client, "alice", NEW_PASSWORD)[0] == 400
+
+
+@pytest.mark.parametrize("length", [0, 7, 129, 1000])
+def test_change_password_rejects_new_password_outside_8_to_128_characters(
+    client: TestClient, user_headers: dict[str, str], length: int
+) -> None:
+    new_password = "p" * length
+
+    response = client.post(
+        "/users/me/password",
+        headers=user_headers,
+        json={"current_password": USER_PASSWORD, "new_password": new_password},
+    )
+
+    assert response.status_code == 422
+    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+
+
+@pytest.mark.parametrize("length", [8, 128])
+def test_change_password_accepts_new_password_at_the_length_limits(
+    client: TestClient, user_headers: dict[str, str], length: int
+) -> None:
+    new_password = "p" * length
+
+    response = client.post(
+        "/users/me/password",
+        headers=user_headers,
+        json={"current_password": USER_PASSWORD, "new_password": new_password},
+    )
+
+    assert response.status_code == 204
+    assert _login_status(client, "alice", new_password)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"current_password": USER_PASSWORD},
+        {"new_password": NEW_PASSWORD},
+        {"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD, "username": "bob"},
+    ],
+    ids=["missing-new", "missing-current", "extra-field"],
+)
+def test_change_password_rejects_a_malformed_body(
+    client: TestClient, user_headers: dict[str, str], body: dict[str, str]
+) -> None:
+    response = client.post("/users/me/password", headers=user_headers, json=body)
+
+    assert response.status_code == 422
+    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+
+
+def test_change_password_without_token_is_401(client: TestClient, user: dict[str, Any]) -> None:
+    response = client.post(
+        "/users/me/password",
+        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
+    )
+
+    assert response.status_code == 401
+    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+
+
+def test_change_password_only_affects_the_caller(
+    client: TestClient,
+    make_user: Callable[..., dict[str, Any]],
+    user_headers: dict[str, str],
+) -> None:
+    make_user("bob", "bob-password-1")
+
+    client.post(
+        "/users/me/password",
+        headers=user_headers,
+        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
+    )
+
+    assert _login_status(client, "bob", "bob-password-1")[0] == 200
