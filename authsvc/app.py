@@ -13,6 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from authsvc import __version__
 from authsvc.api.routes import admin, health, token, users, wellknown
+from authsvc.api.routes.docs import install_docs
 from authsvc.config import Settings, load_settings
 from authsvc.context import build_context
 from authsvc.oauth2.errors import OAuth2Error, TemporarilyUnavailableError, oauth2_error_handler
@@ -55,8 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="OAuth2/JWT authentication gateway. Use **Authorize** to sign in.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
         swagger_ui_parameters={"persistAuthorization": False},
     )
+    install_docs(app)
     app.add_exception_handler(OAuth2Error, oauth2_error_handler)
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)

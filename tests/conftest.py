@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,32 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, text
 
 from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.db.migrate import upgrade
-from authsvc.security.keys import generate_private_key
+from authsvc.security.keys import SigningKey, generate_private_key, load_keys
 from authsvc.security.passwords import PasswordHasher
 from authsvc.services.users import NewUser, UserService
+from tests.helpers import (
+    ADMIN_PASSWORD,
+    AUDIENCE,
+    ISSUER,
+    TEST_BCRYPT_ROUNDS,
+    UNREACHABLE_POSTGRES,
+    USER_PASSWORD,
+    Forger,
+    access_token_for,
+    bearer,
+    private_schema,
+    user_claims,
+)
+
+# Re-exported: older modules import it from here; new code imports it from tests.helpers.
+from tests.helpers import password_login as password_login
 
 TEST_DATABASE_URL = os.environ.get("AUTHSVC_TEST_DATABASE_URL")
-ISSUER = "http://testserver"
-AUDIENCE = "authsvc-test"
-TEST_BCRYPT_ROUNDS = 4
-ADMIN_PASSWORD = "admin-password-1"
-USER_PASSWORD = "user-password-1"
 
 
 @pytest.fixture(autouse=True)
@@ -74,17 +83,8 @@ def database_url(tmp_path: Path, _sqlite_template: Path) -> Iterator[str]:
         shutil.copyfile(_sqlite_template, path)
         yield f"sqlite:///{path}"
         return
-    schema = f"t_{uuid.uuid4().hex}"
-    admin_engine = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(TEST_DATABASE_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin_engine.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin_engine.dispose()
+    with private_schema(TEST_DATABASE_URL, "t_") as url:
+        yield url
 
 
 @pytest.fixture
@@ -113,9 +113,28 @@ def make_settings(database_url: str, keys_dir: Path) -> Callable[..., Settings]:
     return factory
 
 
+@pytest.fixture(params=["postgres-refused", "sqlite-missing-dir"])
+def unreachable_settings(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings], tmp_path: Path
+) -> Settings:
+    """Settings whose database cannot be reached: a refused PostgreSQL port, or a SQLite file
+    in a directory that does not exist."""
+    if request.param == "postgres-refused":
+        return make_settings(database_url=UNREACHABLE_POSTGRES, db_connect_timeout=1)
+    return make_settings(database_url=f"sqlite:///{tmp_path}/no-such-dir/authsvc.db")
+
+
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+def signing_key(keys_dir: Path) -> SigningKey:
+    """The one RSA key in ``keys_dir``, which the app under test signs with."""
+    keys = load_keys(keys_dir)
+    assert len(keys) == 1
+    return keys[0]
 
 
 @pytest.fixture
@@ -166,18 +185,6 @@ def make_user(settings: Settings, migrated: None) -> Iterator[Callable[..., dict
     engine.dispose()
 
 
-def password_login(
-    client: TestClient, username: str, password: str, **extra: str
-) -> dict[str, Any]:
-    response = client.post(
-        "/oauth2/token",
-        data={"grant_type": "password", "username": username, "password": password, **extra},
-    )
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 @pytest.fixture
 def admin(make_user: Callable[..., dict[str, Any]]) -> dict[str, Any]:
     return make_user("root-admin", ADMIN_PASSWORD, scopes=("admin",))
@@ -185,8 +192,7 @@ def admin(make_user: Callable[..., dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.fixture
 def admin_headers(client: TestClient, admin: dict[str, Any]) -> dict[str, str]:
-    token = password_login(client, admin["username"], admin["password"])["access_token"]
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(access_token_for(client, admin))
 
 
 @pytest.fixture
@@ -196,5 +202,10 @@ def user(make_user: Callable[..., dict[str, Any]]) -> dict[str, Any]:
 
 @pytest.fixture
 def user_headers(client: TestClient, user: dict[str, Any]) -> dict[str, str]:
-    token = password_login(client, user["username"], user["password"])["access_token"]
-    return {"Authorization": f"Bearer {token}"}
+    return bearer(access_token_for(client, user))
+
+
+@pytest.fixture
+def forger(signing_key: SigningKey, user: dict[str, Any]) -> Forger:
+    """Forges tokens for ``user`` signed with the app's own key (see ``tests.helpers.Forger``)."""
+    return Forger(signing_key, lambda: user_claims(user))

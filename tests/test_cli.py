@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,22 +24,11 @@ from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.security.keys import KeySet, ensure_signing_key, load_keys, rotate_key
 from authsvc.services.users import UserService
-from tests.conftest import password_login
+from tests.helpers import authsvc_command, bearer, password_login, pem_files
 
 PASSWORD = "correct-horse-battery"
 UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 LONG_SECRET = "s" * 32
-
-
-def authsvc_command() -> list[str]:
-    """The installed console script beside this interpreter, else on PATH, else the module."""
-    sibling = Path(sys.executable).parent / "authsvc"
-    if sibling.exists():
-        return [str(sibling)]
-    found = shutil.which("authsvc")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from authsvc.cli import main; main()"]
 
 
 def clean_environment(**overrides: str) -> dict[str, str]:
@@ -84,10 +71,6 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("authsvc: ")
     return lines[0]
-
-
-def pem_files(keys_dir: Path) -> list[Path]:
-    return sorted(keys_dir.glob("*.pem"))
 
 
 # --- invalid settings --------------------------------------------------------------------
@@ -190,6 +173,16 @@ def test_bootstrap_username_without_password_fails_with_one_line_and_exit_2(run:
 # --- create-user -------------------------------------------------------------------------
 
 
+@pytest.fixture
+def create_user(run: Run, database_url: str) -> Run:
+    """Run ``authsvc create-user *args`` against the test database; the password comes on stdin."""
+
+    def runner(*args: str, stdin: str = PASSWORD + "\n") -> subprocess.CompletedProcess[str]:
+        return run("create-user", *args, stdin=stdin, database_url=database_url)
+
+    return runner
+
+
 def find_user(settings: Settings, username: str) -> dict[str, Any] | None:
     engine = build_engine(settings)
     try:
@@ -202,8 +195,8 @@ def find_user(settings: Settings, username: str) -> dict[str, Any] | None:
         engine.dispose()
 
 
-def test_create_user_prints_name_id_and_no_scopes(run: Run, database_url: str) -> None:
-    result = run("create-user", "bob", stdin=PASSWORD + "\n", database_url=database_url)
+def test_create_user_prints_name_id_and_no_scopes(create_user: Run) -> None:
+    result = create_user("bob")
 
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
@@ -211,83 +204,69 @@ def test_create_user_prints_name_id_and_no_scopes(run: Run, database_url: str) -
     ), result.stdout
 
 
-def test_create_user_password_from_stdin_logs_in(
-    run: Run, database_url: str, client: TestClient
-) -> None:
-    result = run("create-user", "bob", stdin=PASSWORD + "\n", database_url=database_url)
+def test_create_user_password_from_stdin_logs_in(create_user: Run, client: TestClient) -> None:
+    result = create_user("bob")
     assert result.returncode == 0, result.stderr
 
     body = password_login(client, "bob", PASSWORD)
 
-    me = client.get("/users/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    me = client.get("/users/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
     assert me.json()["username"] == "bob"
     assert me.json()["scopes"] == []
 
 
 def test_create_user_for_existing_username_in_other_case_exits_1(
-    run: Run, database_url: str, make_user: Callable[..., dict[str, Any]]
+    create_user: Run, make_user: Callable[..., dict[str, Any]]
 ) -> None:
     make_user("bob")
 
-    result = run("create-user", "Bob", stdin=PASSWORD + "\n", database_url=database_url)
+    result = create_user("Bob")
 
     line = assert_one_line_error(result, 1)
     assert line == "authsvc: user 'Bob' already exists"
 
 
 def test_create_user_with_short_password_exits_2_and_creates_nothing(
-    run: Run, database_url: str, settings: Settings, migrated: None
+    create_user: Run, settings: Settings, migrated: None
 ) -> None:
-    result = run("create-user", "bob", stdin="short\n", database_url=database_url)
+    result = create_user("bob", stdin="short\n")
 
     line = assert_one_line_error(result, 2)
     assert line == "authsvc: password must be 8 to 128 characters long"
     assert find_user(settings, "bob") is None
 
 
-def test_create_user_with_empty_stdin_exits_2(run: Run, database_url: str) -> None:
-    result = run("create-user", "bob", stdin="", database_url=database_url)
+def test_create_user_with_empty_stdin_exits_2(create_user: Run) -> None:
+    result = create_user("bob", stdin="")
 
     assert_one_line_error(result, 2)
 
 
-def test_create_user_with_invalid_username_exits_2(run: Run, database_url: str) -> None:
-    result = run("create-user", "bob smith", stdin=PASSWORD + "\n", database_url=database_url)
+def test_create_user_with_invalid_username_exits_2(create_user: Run) -> None:
+    result = create_user("bob smith")
 
     line = assert_one_line_error(result, 2)
     assert "username" in line
 
 
-def test_create_user_admin_flag_grants_admin_scope(
-    run: Run, database_url: str, client: TestClient
-) -> None:
-    result = run("create-user", "root", "--admin", stdin=PASSWORD + "\n", database_url=database_url)
+def test_create_user_admin_flag_grants_admin_scope(create_user: Run, client: TestClient) -> None:
+    result = create_user("root", "--admin")
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("with scopes: admin")
 
     body = password_login(client, "root", PASSWORD)
 
     assert body["scope"] == "admin"
-    listing = client.get(
-        "/admin/users", headers={"Authorization": f"Bearer {body['access_token']}"}
-    )
+    listing = client.get("/admin/users", headers=bearer(body["access_token"]))
     assert listing.status_code == 200
     assert [user["username"] for user in listing.json()["items"]] == ["root"]
 
 
 def test_create_user_with_admin_flag_and_admin_scope_grants_it_once(
-    run: Run, database_url: str, settings: Settings
+    create_user: Run, settings: Settings
 ) -> None:
-    result = run(
-        "create-user",
-        "root",
-        "--scope",
-        "admin",
-        "--admin",
-        stdin=PASSWORD + "\n",
-        database_url=database_url,
-    )
+    result = create_user("root", "--scope", "admin", "--admin")
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.rstrip().endswith("with scopes: admin")
@@ -295,16 +274,9 @@ def test_create_user_with_admin_flag_and_admin_scope_grants_it_once(
 
 
 def test_create_user_with_unknown_scope_exits_1_and_creates_nothing(
-    run: Run, database_url: str, settings: Settings
+    create_user: Run, settings: Settings
 ) -> None:
-    result = run(
-        "create-user",
-        "bob",
-        "--scope",
-        "reports:read",
-        stdin=PASSWORD + "\n",
-        database_url=database_url,
-    )
+    result = create_user("bob", "--scope", "reports:read")
 
     line = assert_one_line_error(result, 1)
     assert line == "authsvc: unknown scope: reports:read"

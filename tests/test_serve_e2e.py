@@ -8,48 +8,22 @@ set, each test in a schema of its own that is dropped afterwards.
 from __future__ import annotations
 
 import os
-import re
-import shutil
-import socket
 import stat
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
 import pytest
-from sqlalchemy import create_engine, make_url, text
+
+from tests.helpers import pem_files, private_schema
+from tests.live_server import Server, ServerFactory, generated_admin_password, server_factory
 
 # Read at import: the conftest's autouse fixture removes AUTHSVC_* variables during tests.
 TEST_DATABASE_URL = os.environ.get("AUTHSVC_TEST_DATABASE_URL")
-READY_TIMEOUT = 20.0
-GENERATED_ADMIN = re.compile(r"^Created admin user 'admin' with password: (\S+)$", re.MULTILINE)
 BOOTSTRAP_PASSWORD = "bootstrap-password-1"
-
-
-def authsvc_command() -> list[str]:
-    """The installed console script beside this interpreter, else on PATH, else the module."""
-    sibling = Path(sys.executable).parent / "authsvc"
-    if sibling.exists():
-        return [str(sibling)]
-    found = shutil.which("authsvc")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from authsvc.cli import main; main()"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 DATABASES = [
@@ -70,116 +44,8 @@ def database_environment(kind: str) -> Iterator[dict[str, str]]:
         yield {}
         return
     assert TEST_DATABASE_URL is not None
-    schema = f"e2e_{uuid.uuid4().hex}"
-    admin_engine = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
-    with admin_engine.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(TEST_DATABASE_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield {"AUTHSVC_DATABASE_URL": url.render_as_string(hide_password=False)}
-    finally:
-        with admin_engine.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin_engine.dispose()
-
-
-@dataclass
-class Server:
-    base_url: str
-    stdout_path: Path
-    stderr_path: Path
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_path.read_text(encoding="utf-8")
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(encoding="utf-8")
-
-    def login(self, username: str, password: str) -> dict[str, Any]:
-        response = httpx.post(
-            f"{self.base_url}/oauth2/token",
-            data={"grant_type": "password", "username": username, "password": password},
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-        body: dict[str, Any] = response.json()
-        return body
-
-    def get(self, path: str, token: str) -> httpx.Response:
-        return httpx.get(
-            f"{self.base_url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10
-        )
-
-
-@dataclass
-class ServerFactory:
-    workdir: Path
-    env: dict[str, str]
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self, **extra_env: str) -> Server:
-        """Start ``authsvc serve`` and return once GET /readyz answers 200."""
-        index = len(self.started)
-        port = free_port()
-        stdout_path = self.workdir.parent / f"serve-{index}.out"
-        stderr_path = self.workdir.parent / f"serve-{index}.err"
-        with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-            # Files, not pipes: nothing can fill up and block the server, nothing to close.
-            proc = subprocess.Popen(
-                [*authsvc_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                cwd=self.workdir,
-                env={**self.env, **extra_env},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-            )
-        self.started.append(proc)
-        server = Server(f"http://127.0.0.1:{port}", stdout_path, stderr_path)
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"authsvc serve exited with {proc.returncode}\n"
-                    f"stdout:\n{server.stdout}\nstderr:\n{server.stderr}"
-                )
-            try:
-                if httpx.get(f"{server.base_url}/readyz", timeout=1).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"authsvc serve not ready after {READY_TIMEOUT} s\n"
-                    f"stdout:\n{server.stdout}\nstderr:\n{server.stderr}"
-                )
-            time.sleep(0.1)
-
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-    def stop_all(self) -> None:
-        for proc in self.started:
-            self.stop(proc)
-
-
-@contextmanager
-def server_factory(workdir: Path, database_env: dict[str, str]) -> Iterator[ServerFactory]:
-    workdir.mkdir()
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AUTHSVC_")}
-    env.update({"AUTHSVC_BCRYPT_ROUNDS": "4", **database_env})
-    factory = ServerFactory(workdir, env)
-    try:
-        yield factory
-    finally:
-        factory.stop_all()
+    with private_schema(TEST_DATABASE_URL, "e2e_") as url:
+        yield {"AUTHSVC_DATABASE_URL": url}
 
 
 @pytest.fixture(params=DATABASES)
@@ -212,16 +78,6 @@ def first_start(
         server_factory(tmp_path_factory.mktemp("first") / "srv", database_env) as factory,
     ):
         yield FirstStart(factory.start(), factory.workdir, request.param)
-
-
-def generated_admin_password(server: Server) -> str:
-    match = GENERATED_ADMIN.search(server.stdout)
-    assert match is not None, server.stdout
-    return match.group(1)
-
-
-def pem_files(keys_dir: Path) -> list[Path]:
-    return sorted(keys_dir.glob("*.pem"))
 
 
 def test_first_start_prints_an_admin_password_that_logs_in(first_start: FirstStart) -> None:

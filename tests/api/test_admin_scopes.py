@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import USER_PASSWORD, password_login
+from tests.helpers import (
+    USER_PASSWORD,
+    assert_insufficient_scope,
+    assert_no_secrets,
+    assert_not_authenticated,
+    assert_oauth_error,
+    password_login,
+    token_request,
+)
 
 ADMIN_SCOPE = {"name": "admin", "description": "Manage users, scopes and clients"}
-INSUFFICIENT_SCOPE_CHALLENGE = (
-    'Bearer error="insufficient_scope", '
-    'error_description="The access token does not grant the required scope", '
-    'scope="admin"'
-)
+
+
+def _create(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> httpx2.Response:
+    return client.post("/admin/scopes", headers=headers, json=body)
 
 
 def _scopes(client: TestClient, headers: dict[str, str]) -> list[dict[str, str]]:
@@ -36,14 +44,14 @@ def test_list_scopes_includes_the_admin_scope_seeded_by_migration(
 def test_list_scopes_items_have_only_name_and_description(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
-    client.post("/admin/scopes", headers=admin_headers, json={"name": "reports"})
+    _create(client, admin_headers, {"name": "reports"})
 
     assert all(set(scope) == {"name", "description"} for scope in _scopes(client, admin_headers))
 
 
 def test_list_scopes_is_sorted_by_name(client: TestClient, admin_headers: dict[str, str]) -> None:
     for name in ("zeta", "beta", "reports:write"):
-        client.post("/admin/scopes", headers=admin_headers, json={"name": name})
+        _create(client, admin_headers, {"name": name})
 
     names = [scope["name"] for scope in _scopes(client, admin_headers)]
 
@@ -51,20 +59,23 @@ def test_list_scopes_is_sorted_by_name(client: TestClient, admin_headers: dict[s
     assert set(names) == {"admin", "beta", "reports:write", "zeta"}
 
 
-def test_list_scopes_without_token_is_401(client: TestClient) -> None:
-    response = client.get("/admin/scopes")
-
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
-def test_list_scopes_without_admin_scope_is_403(
-    client: TestClient, user_headers: dict[str, str]
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_admin_scopes_without_token_is_401_with_bare_bearer_challenge(
+    client: TestClient, method: str
 ) -> None:
-    response = client.get("/admin/scopes", headers=user_headers)
+    assert_not_authenticated(client.request(method, "/admin/scopes", json={"name": "reports"}))
 
-    assert response.status_code == 403
-    assert response.headers["www-authenticate"] == INSUFFICIENT_SCOPE_CHALLENGE
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_admin_scopes_without_admin_scope_is_403_and_creates_nothing(
+    client: TestClient, user_headers: dict[str, str], admin_headers: dict[str, str], method: str
+) -> None:
+    response = client.request(
+        method, "/admin/scopes", headers=user_headers, json={"name": "reports"}
+    )
+
+    assert_insufficient_scope(response)
+    assert _scopes(client, admin_headers) == [ADMIN_SCOPE]
 
 
 # --- POST /admin/scopes ---------------------------------------------------------------------
@@ -73,11 +84,7 @@ def test_list_scopes_without_admin_scope_is_403(
 def test_create_scope_returns_201_with_name_and_description(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
-    response = client.post(
-        "/admin/scopes",
-        headers=admin_headers,
-        json={"name": "reports", "description": "Read reports"},
-    )
+    response = _create(client, admin_headers, {"name": "reports", "description": "Read reports"})
 
     assert response.status_code == 201
     assert response.json() == {"name": "reports", "description": "Read reports"}
@@ -86,9 +93,7 @@ def test_create_scope_returns_201_with_name_and_description(
 def test_created_scope_appears_in_the_list(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
-    client.post(
-        "/admin/scopes", headers=admin_headers, json={"name": "reports", "description": "R"}
-    )
+    _create(client, admin_headers, {"name": "reports", "description": "R"})
 
     assert {"name": "reports", "description": "R"} in _scopes(client, admin_headers)
 
@@ -96,7 +101,7 @@ def test_created_scope_appears_in_the_list(
 def test_create_scope_description_defaults_to_empty(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
-    response = client.post("/admin/scopes", headers=admin_headers, json={"name": "reports"})
+    response = _create(client, admin_headers, {"name": "reports"})
 
     assert response.status_code == 201
     assert response.json() == {"name": "reports", "description": ""}
@@ -105,13 +110,9 @@ def test_create_scope_description_defaults_to_empty(
 def test_create_scope_with_existing_name_is_409_and_keeps_the_original(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
-    client.post(
-        "/admin/scopes", headers=admin_headers, json={"name": "reports", "description": "one"}
-    )
+    _create(client, admin_headers, {"name": "reports", "description": "one"})
 
-    response = client.post(
-        "/admin/scopes", headers=admin_headers, json={"name": "reports", "description": "two"}
-    )
+    response = _create(client, admin_headers, {"name": "reports", "description": "two"})
 
     assert response.status_code == 409
     assert [s for s in _scopes(client, admin_headers) if s["name"] == "reports"] == [
@@ -120,16 +121,14 @@ def test_create_scope_with_existing_name_is_409_and_keeps_the_original(
 
 
 def test_create_scope_named_admin_is_409(client: TestClient, admin_headers: dict[str, str]) -> None:
-    response = client.post(
-        "/admin/scopes", headers=admin_headers, json={"name": "admin", "description": "x"}
-    )
+    response = _create(client, admin_headers, {"name": "admin", "description": "x"})
 
     assert response.status_code == 409
     assert _scopes(client, admin_headers) == [ADMIN_SCOPE]
 
 
 def test_scope_names_are_case_sensitive(client: TestClient, admin_headers: dict[str, str]) -> None:
-    response = client.post("/admin/scopes", headers=admin_headers, json={"name": "Admin"})
+    response = _create(client, admin_headers, {"name": "Admin"})
 
     assert response.status_code == 201
     assert [scope["name"] for scope in _scopes(client, admin_headers)] == ["Admin", "admin"]
@@ -153,7 +152,7 @@ def test_scope_names_are_case_sensitive(client: TestClient, admin_headers: dict[
 def test_create_scope_with_malformed_name_is_422_and_creates_nothing(
     client: TestClient, admin_headers: dict[str, str], name: str
 ) -> None:
-    response = client.post("/admin/scopes", headers=admin_headers, json={"name": name})
+    response = _create(client, admin_headers, {"name": name})
 
     assert response.status_code == 422
     assert _scopes(client, admin_headers) == [ADMIN_SCOPE]
@@ -165,7 +164,7 @@ def test_create_scope_with_malformed_name_is_422_and_creates_nothing(
 def test_create_scope_accepts_any_rfc6749_scope_token(
     client: TestClient, admin_headers: dict[str, str], name: str
 ) -> None:
-    response = client.post("/admin/scopes", headers=admin_headers, json={"name": name})
+    response = _create(client, admin_headers, {"name": name})
 
     assert response.status_code == 201
     assert response.json()["name"] == name
@@ -185,26 +184,9 @@ def test_create_scope_accepts_any_rfc6749_scope_token(
 def test_create_scope_with_invalid_body_is_422(
     client: TestClient, admin_headers: dict[str, str], body: dict[str, Any]
 ) -> None:
-    response = client.post("/admin/scopes", headers=admin_headers, json=body)
+    response = _create(client, admin_headers, body)
 
     assert response.status_code == 422
-    assert _scopes(client, admin_headers) == [ADMIN_SCOPE]
-
-
-def test_create_scope_without_token_is_401(client: TestClient) -> None:
-    response = client.post("/admin/scopes", json={"name": "reports"})
-
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
-def test_create_scope_without_admin_scope_is_403_and_creates_nothing(
-    client: TestClient, user_headers: dict[str, str], admin_headers: dict[str, str]
-) -> None:
-    response = client.post("/admin/scopes", headers=user_headers, json={"name": "reports"})
-
-    assert response.status_code == 403
-    assert response.headers["www-authenticate"] == INSUFFICIENT_SCOPE_CHALLENGE
     assert _scopes(client, admin_headers) == [ADMIN_SCOPE]
 
 
@@ -214,7 +196,7 @@ def test_create_scope_without_admin_scope_is_403_and_creates_nothing(
 def test_created_scope_can_be_granted_and_requested_at_login(
     client: TestClient, user: dict[str, Any], admin_headers: dict[str, str]
 ) -> None:
-    client.post("/admin/scopes", headers=admin_headers, json={"name": "reports"})
+    _create(client, admin_headers, {"name": "reports"})
     grant = client.patch(
         f"/admin/users/{user['id']}", headers=admin_headers, json={"scopes": ["reports"]}
     )
@@ -228,30 +210,20 @@ def test_created_scope_can_be_granted_and_requested_at_login(
 def test_scope_not_granted_to_the_user_is_refused_at_login(
     client: TestClient, user: dict[str, Any], admin_headers: dict[str, str]
 ) -> None:
-    client.post("/admin/scopes", headers=admin_headers, json={"name": "reports"})
+    _create(client, admin_headers, {"name": "reports"})
 
-    response = client.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": USER_PASSWORD,
-            "scope": "reports",
-        },
-    )
+    response = token_request(client, "alice", USER_PASSWORD, scope="reports")
 
-    assert response.status_code == 400
-    assert response.json()["error"] == "invalid_scope"
+    assert_oauth_error(response, 400, "invalid_scope", "Scope not allowed: reports")
 
 
 def test_scope_responses_never_contain_password_material(
     client: TestClient, admin_headers: dict[str, str]
 ) -> None:
     responses = [
-        client.post("/admin/scopes", headers=admin_headers, json={"name": "reports"}),
+        _create(client, admin_headers, {"name": "reports"}),
         client.get("/admin/scopes", headers=admin_headers),
     ]
 
     for response in responses:
-        assert "password_hash" not in response.text
-        assert "$bcrypt" not in response.text
+        assert_no_secrets(response)

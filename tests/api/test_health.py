@@ -12,17 +12,6 @@ from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.security.keys import KeySet
 
-UNREACHABLE_POSTGRES = "postgresql+psycopg://nobody@127.0.0.1:1/none"
-
-
-@pytest.fixture(params=["postgres-refused", "sqlite-missing-dir"])
-def unreachable_settings(
-    request: pytest.FixtureRequest, make_settings: Callable[..., Settings], tmp_path: Path
-) -> Settings:
-    if request.param == "postgres-refused":
-        return make_settings(database_url=UNREACHABLE_POSTGRES, db_connect_timeout=1)
-    return make_settings(database_url=f"sqlite:///{tmp_path}/no-such-dir/authsvc.db")
-
 
 def test_healthz_reports_ok(client: TestClient) -> None:
     response = client.get("/healthz")

@@ -13,15 +13,12 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import AUDIENCE, ISSUER, password_login
-
-REQUIRED = ["exp", "iat", "nbf", "iss", "aud", "sub", "jti"]
+from tests.helpers import AUDIENCE, ISSUER, access_token_for, password_login, pyjwt_decode
 
 
 @pytest.fixture
 def token(client: TestClient, user: dict[str, Any]) -> str:
-    access_token: str = password_login(client, user["username"], user["password"])["access_token"]
-    return access_token
+    return access_token_for(client, user)
 
 
 @pytest.fixture
@@ -31,18 +28,6 @@ def published_jwk(client: TestClient) -> dict[str, Any]:
     keys: list[dict[str, Any]] = response.json()["keys"]
     assert len(keys) == 1
     return keys[0]
-
-
-def pyjwt_decode(token: str, jwk: dict[str, Any]) -> dict[str, Any]:
-    claims: dict[str, Any] = jwt.decode(
-        token,
-        jwt.PyJWK(jwk).key,
-        algorithms=["RS256"],
-        audience=AUDIENCE,
-        issuer=ISSUER,
-        options={"require": REQUIRED},
-    )
-    return claims
 
 
 def test_issued_token_verifies_with_pyjwt_and_published_jwks(
@@ -87,9 +72,7 @@ def test_issued_token_time_claims_are_integers_consistent_with_expires_in(
 def test_issued_tokens_have_distinct_jti(
     client: TestClient, user: dict[str, Any], published_jwk: dict[str, Any]
 ) -> None:
-    tokens = [
-        password_login(client, user["username"], user["password"])["access_token"] for _ in range(3)
-    ]
+    tokens = [access_token_for(client, user) for _ in range(3)]
     assert len({pyjwt_decode(t, published_jwk)["jti"] for t in tokens}) == 3
 
 

@@ -20,7 +20,15 @@ from authsvc.api.deps import CurrentUser, TokenClaims, get_current_user, require
 from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.db.models import User
-from tests.conftest import USER_PASSWORD, password_login
+from tests.helpers import (
+    UNKNOWN_USER,
+    USER_PASSWORD,
+    assert_insufficient_scope,
+    assert_invalid_token,
+    assert_not_authenticated,
+    bearer,
+    password_login,
+)
 
 WriteUser = Annotated[User, Security(get_current_user, scopes=["reports:write"])]
 
@@ -82,7 +90,7 @@ def granted_user(
 def _headers(client: TestClient, scope: str) -> dict[str, str]:
     token = password_login(client, "alice", USER_PASSWORD, scope=scope)
     assert token["scope"] == scope
-    return {"Authorization": f"Bearer {token['access_token']}"}
+    return bearer(token["access_token"])
 
 
 def _challenge_scopes(header: str) -> list[str]:
@@ -108,8 +116,7 @@ def test_token_with_only_reports_scope_is_403_on_the_write_route(
 ) -> None:
     response = client.post("/reports", headers=_headers(client, "reports"))
 
-    assert response.status_code == 403
-    assert response.json()["error"] == "insufficient_scope"
+    assert_insufficient_scope(response, "reports:write")
 
 
 def test_write_route_challenge_names_the_reports_write_scope(
@@ -135,8 +142,7 @@ def test_token_with_only_reports_write_scope_is_403_naming_the_router_scope(
 ) -> None:
     response = client.post("/reports", headers=_headers(client, "reports:write"))
 
-    assert response.status_code == 403
-    assert _challenge_scopes(response.headers["www-authenticate"]) == ["reports"]
+    assert_insufficient_scope(response, "reports")
 
 
 def test_token_without_reports_scopes_is_403_on_the_router_level_route(
@@ -144,18 +150,14 @@ def test_token_without_reports_scopes_is_403_on_the_router_level_route(
 ) -> None:
     response = client.get("/reports", headers=user_headers)
 
-    assert response.status_code == 403
-    assert _challenge_scopes(response.headers["www-authenticate"]) == ["reports"]
+    assert_insufficient_scope(response, "reports")
 
 
 def test_reports_routes_without_token_are_401_with_bare_bearer_challenge(
     client: TestClient,
 ) -> None:
     for method in ("GET", "POST"):
-        response = client.request(method, "/reports")
-
-        assert response.status_code == 401
-        assert response.headers["www-authenticate"] == "Bearer"
+        assert_not_authenticated(client.request(method, "/reports"))
 
 
 def test_user_scopes_are_checked_against_current_grants_on_the_write_route(
@@ -189,8 +191,7 @@ def test_revoking_the_router_scope_makes_the_read_route_403_at_once(
     _grant(client, admin_headers, granted_user["id"], ["reports:write"])
 
     response = client.get("/reports", headers=headers)
-    assert response.status_code == 403
-    assert _challenge_scopes(response.headers["www-authenticate"]) == ["reports"]
+    assert_insufficient_scope(response, "reports")
 
 
 def test_write_route_refuses_a_disabled_user_with_invalid_token(
@@ -202,9 +203,7 @@ def test_write_route_refuses_a_disabled_user_with_invalid_token(
         f"/admin/users/{granted_user['id']}", headers=admin_headers, json={"is_active": False}
     )
 
-    response = client.post("/reports", headers=headers)
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_token"
+    assert_invalid_token(client.post("/reports", headers=headers), UNKNOWN_USER)
 
 
 def test_openapi_lists_both_scopes_for_the_write_route(client: TestClient) -> None:
@@ -282,10 +281,7 @@ def test_token_claims_route_still_accepts_the_token_of_a_deleted_user(
 
 
 def test_token_claims_route_without_token_is_401(client: TestClient) -> None:
-    response = client.get("/claims")
-
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
+    assert_not_authenticated(client.get("/claims"))
 
 
 def test_token_claims_route_with_a_tampered_token_is_401_invalid_token(
@@ -295,10 +291,7 @@ def test_token_claims_route_with_a_tampered_token_is_401_invalid_token(
     header, payload, signature = token.split(".")
     tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
 
-    response = client.get("/claims", headers={"Authorization": f"Bearer {tampered}"})
-
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_token"
+    assert_invalid_token(client.get("/claims", headers=bearer(tampered)))
 
 
 # --- the rest of authsvc still works in the composed app ------------------------------------

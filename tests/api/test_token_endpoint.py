@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from jose import jwt
@@ -17,12 +17,20 @@ from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.services.users import ScopeService
-from tests.conftest import AUDIENCE, ISSUER, USER_PASSWORD, password_login
+from tests.helpers import (
+    AUDIENCE,
+    ISSUER,
+    TOKEN_URL,
+    USER_PASSWORD,
+    assert_insufficient_scope,
+    assert_no_store,
+    assert_oauth_error,
+    bearer,
+    password_login,
+)
 
-TOKEN_URL = "/oauth2/token"
 FORM = "application/x-www-form-urlencoded"
 INVALID_CREDENTIALS = "Invalid username or password"
-UNREACHABLE_POSTGRES = "postgresql+psycopg://nobody@127.0.0.1:1/none"
 
 
 def login_form(
@@ -33,30 +41,12 @@ def login_form(
 
 def post_raw(
     client: TestClient, body: bytes, content_type: str = FORM, url: str = TOKEN_URL
-) -> httpx.Response:
+) -> httpx2.Response:
     return client.post(url, content=body, headers={"Content-Type": content_type})
 
 
 def basic(client_id: str, secret: str = "") -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")
-
-
-def assert_no_store(response: httpx.Response) -> None:
-    assert response.headers["cache-control"] == "no-store"
-    assert response.headers["pragma"] == "no-cache"
-
-
-def assert_oauth_error(
-    response: httpx.Response, status: int, error: str, description: str | None = None
-) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    assert_no_store(response)
-    body = response.json()
-    assert set(body) == {"error", "error_description"}
-    assert body["error"] == error
-    if description is not None:
-        assert body["error_description"] == description
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -193,7 +183,7 @@ def test_each_login_gets_a_distinct_jti(client: TestClient, user: dict[str, Any]
 def test_issued_token_is_accepted_by_users_me(client: TestClient, user: dict[str, Any]) -> None:
     token = password_login(client, "alice", USER_PASSWORD)["access_token"]
 
-    response = client.get("/users/me", headers={"Authorization": f"Bearer {token}"})
+    response = client.get("/users/me", headers=bearer(token))
 
     assert response.status_code == 200
     assert response.json()["username"] == "alice"
@@ -232,23 +222,17 @@ def test_form_client_id_is_recorded_in_token(client: TestClient, user: dict[str,
     assert claims_of(body["access_token"])["client_id"] == "my-spa"
 
 
-def test_basic_auth_user_part_is_the_client_id(client: TestClient, user: dict[str, Any]) -> None:
-    response = client.post(
-        TOKEN_URL, data=login_form(), headers={"Authorization": basic("swagger-ui")}
-    )
-
-    assert response.status_code == 200
-    assert claims_of(response.json()["access_token"])["client_id"] == "swagger-ui"
-
-
-def test_basic_auth_matching_form_client_id_is_accepted(
-    client: TestClient, user: dict[str, Any]
+@pytest.mark.parametrize(
+    ("form", "authorization"),
+    [
+        pytest.param(login_form(), basic("cli"), id="no-form-client-id"),
+        pytest.param(login_form(client_id="cli"), basic("cli", "unused"), id="matching-form"),
+    ],
+)
+def test_basic_auth_user_part_is_the_client_id(
+    client: TestClient, user: dict[str, Any], form: dict[str, str], authorization: str
 ) -> None:
-    response = client.post(
-        TOKEN_URL,
-        data=login_form(client_id="cli"),
-        headers={"Authorization": basic("cli", "unused")},
-    )
+    response = client.post(TOKEN_URL, data=form, headers={"Authorization": authorization})
 
     assert response.status_code == 200
     assert claims_of(response.json()["access_token"])["client_id"] == "cli"
@@ -345,12 +329,10 @@ def test_token_narrowed_away_from_admin_is_refused_by_admin_api(
     make_user("boss", "boss-password-1", scopes=("admin", "read"))
     body = password_login(client, "boss", "boss-password-1", scope="read")
 
-    response = client.get(
-        "/admin/users", headers={"Authorization": f"Bearer {body['access_token']}"}
-    )
+    response = client.get("/admin/users", headers=bearer(body["access_token"]))
 
     assert body["scope"] == "read"
-    assert response.status_code == 403
+    assert_insufficient_scope(response)
 
 
 def test_user_without_scopes_gets_an_empty_scope(client: TestClient, user: dict[str, Any]) -> None:
@@ -642,15 +624,6 @@ def test_username_with_nul_byte_is_invalid_grant(
 
 
 # --- database unavailable -----------------------------------------------------------------
-
-
-@pytest.fixture(params=["postgres-refused", "sqlite-missing-dir"])
-def unreachable_settings(
-    request: pytest.FixtureRequest, make_settings: Callable[..., Settings], tmp_path: Any
-) -> Settings:
-    if request.param == "postgres-refused":
-        return make_settings(database_url=UNREACHABLE_POSTGRES, db_connect_timeout=1)
-    return make_settings(database_url=f"sqlite:///{tmp_path}/no-such-dir/authsvc.db")
 
 
 def test_token_request_with_database_down_is_temporarily_unavailable(

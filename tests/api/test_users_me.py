@@ -6,40 +6,51 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import USER_PASSWORD, password_login
+from tests.helpers import (
+    USER_FIELDS,
+    USER_PASSWORD,
+    assert_insufficient_scope,
+    assert_invalid_token,
+    assert_no_secrets,
+    assert_not_authenticated,
+    assert_oauth_error,
+    login_headers,
+    token_request,
+)
 
-USER_FIELDS = {
-    "id",
-    "username",
-    "email",
-    "full_name",
-    "is_active",
-    "scopes",
-    "created_at",
-    "updated_at",
-}
 NEW_PASSWORD = "brand-new-password-2"
 
 
-def _bearer(client: TestClient, username: str, password: str, **extra: str) -> dict[str, str]:
-    token = password_login(client, username, password, **extra)["access_token"]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _assert_no_secrets(response: Any) -> None:
-    assert "password" not in response.text
-    assert "$bcrypt" not in response.text
-
-
-def _login_status(client: TestClient, username: str, password: str) -> tuple[int, dict[str, Any]]:
-    response = client.post(
-        "/oauth2/token",
-        data={"grant_type": "password", "username": username, "password": password},
+def _change_password(
+    client: TestClient,
+    headers: dict[str, str],
+    new_password: str = NEW_PASSWORD,
+    current_password: str = USER_PASSWORD,
+) -> httpx2.Response:
+    return client.post(
+        "/users/me/password",
+        headers=headers,
+        json={"current_password": current_password, "new_password": new_password},
     )
-    return response.status_code, response.json()
+
+
+def _me(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
+    response = client.get("/users/me", headers=headers)
+    assert response.status_code == 200, response.text
+    me: dict[str, Any] = response.json()
+    return me
+
+
+def _patch_me(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> httpx2.Response:
+    return client.patch("/users/me", headers=headers, json=body)
+
+
+def _login_status(client: TestClient, username: str, password: str) -> int:
+    return token_request(client, username, password).status_code
 
 
 # --- GET /users/me --------------------------------------------------------------------------
@@ -67,13 +78,13 @@ def test_get_me_never_exposes_the_password_hash(
     response = client.get("/users/me", headers=user_headers)
 
     assert response.status_code == 200
-    _assert_no_secrets(response)
+    assert_no_secrets(response)
 
 
 def test_get_me_timestamps_are_timezone_aware(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    body = client.get("/users/me", headers=user_headers).json()
+    body = _me(client, user_headers)
 
     created = datetime.fromisoformat(body["created_at"])
     updated = datetime.fromisoformat(body["updated_at"])
@@ -91,18 +102,8 @@ def test_get_me_lists_the_scopes_granted_to_the_user(
     assert response.json()["id"] == admin["id"]
 
 
-def test_get_me_without_token_is_401_with_bare_bearer_challenge(client: TestClient) -> None:
-    response = client.get("/users/me")
-
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
-
-
 def test_get_me_with_garbage_token_is_401_invalid_token(client: TestClient) -> None:
-    response = client.get("/users/me", headers={"Authorization": "Bearer not-a-jwt"})
-
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"].startswith('Bearer error="invalid_token"')
+    assert_invalid_token(client.get("/users/me", headers={"Authorization": "Bearer not-a-jwt"}))
 
 
 # --- PATCH /users/me ------------------------------------------------------------------------
@@ -111,17 +112,15 @@ def test_get_me_with_garbage_token_is_401_invalid_token(client: TestClient) -> N
 def test_patch_me_updates_email_and_full_name(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    response = client.patch(
-        "/users/me",
-        headers=user_headers,
-        json={"email": "alice@example.com", "full_name": "Alice Liddell"},
+    response = _patch_me(
+        client, user_headers, {"email": "alice@example.com", "full_name": "Alice Liddell"}
     )
 
     assert response.status_code == 200
     assert response.json()["email"] == "alice@example.com"
     assert response.json()["full_name"] == "Alice Liddell"
-    _assert_no_secrets(response)
-    again = client.get("/users/me", headers=user_headers).json()
+    assert_no_secrets(response)
+    again = _me(client, user_headers)
     assert again["email"] == "alice@example.com"
     assert again["full_name"] == "Alice Liddell"
 
@@ -129,9 +128,9 @@ def test_patch_me_updates_email_and_full_name(
 def test_patch_me_leaves_fields_absent_from_the_body_unchanged(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    client.patch("/users/me", headers=user_headers, json={"email": "alice@example.com"})
+    _patch_me(client, user_headers, {"email": "alice@example.com"})
 
-    response = client.patch("/users/me", headers=user_headers, json={"full_name": "Alice"})
+    response = _patch_me(client, user_headers, {"full_name": "Alice"})
 
     assert response.status_code == 200
     assert response.json()["email"] == "alice@example.com"
@@ -141,18 +140,18 @@ def test_patch_me_leaves_fields_absent_from_the_body_unchanged(
 def test_patch_me_with_null_email_clears_it(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    client.patch("/users/me", headers=user_headers, json={"email": "alice@example.com"})
+    _patch_me(client, user_headers, {"email": "alice@example.com"})
 
-    response = client.patch("/users/me", headers=user_headers, json={"email": None})
+    response = _patch_me(client, user_headers, {"email": None})
 
     assert response.status_code == 200
-    assert client.get("/users/me", headers=user_headers).json()["email"] is None
+    assert _me(client, user_headers)["email"] is None
 
 
 def test_patch_me_strips_whitespace_around_full_name(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    response = client.patch("/users/me", headers=user_headers, json={"full_name": "  Alice  "})
+    response = _patch_me(client, user_headers, {"full_name": "  Alice  "})
 
     assert response.status_code == 200
     assert response.json()["full_name"] == "Alice"
@@ -161,9 +160,9 @@ def test_patch_me_strips_whitespace_around_full_name(
 def test_patch_me_advances_updated_at_but_not_created_at(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    before = client.get("/users/me", headers=user_headers).json()
+    before = _me(client, user_headers)
 
-    after = client.patch("/users/me", headers=user_headers, json={"full_name": "Alice"}).json()
+    after = _patch_me(client, user_headers, {"full_name": "Alice"}).json()
 
     assert after["created_at"] == before["created_at"]
     assert datetime.fromisoformat(after["updated_at"]) > datetime.fromisoformat(
@@ -188,54 +187,51 @@ def test_patch_me_advances_updated_at_but_not_created_at(
 def test_patch_me_rejects_fields_outside_email_and_full_name_and_changes_nothing(
     client: TestClient, user_headers: dict[str, str], body: dict[str, Any]
 ) -> None:
-    before = client.get("/users/me", headers=user_headers).json()
+    before = _me(client, user_headers)
 
-    response = client.patch("/users/me", headers=user_headers, json=body)
+    response = _patch_me(client, user_headers, body)
 
     assert response.status_code == 422
-    assert client.get("/users/me", headers=user_headers).json() == before
+    assert _me(client, user_headers) == before
 
 
 def test_patch_me_cannot_grant_oneself_the_admin_scope(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    client.patch("/users/me", headers=user_headers, json={"scopes": ["admin"]})
+    _patch_me(client, user_headers, {"scopes": ["admin"]})
 
-    assert client.get("/admin/users", headers=user_headers).status_code == 403
+    assert_insufficient_scope(client.get("/admin/users", headers=user_headers))
 
 
 def test_patch_me_rejecting_password_field_keeps_the_old_password(
     client: TestClient, user: dict[str, Any], user_headers: dict[str, str]
 ) -> None:
-    client.patch("/users/me", headers=user_headers, json={"password": NEW_PASSWORD})
+    _patch_me(client, user_headers, {"password": NEW_PASSWORD})
 
-    assert _login_status(client, "alice", NEW_PASSWORD)[0] == 400
-    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+    assert _login_status(client, "alice", NEW_PASSWORD) == 400
+    assert _login_status(client, "alice", USER_PASSWORD) == 200
 
 
 @pytest.mark.parametrize("email", ["not-an-email", "alice@", "@example.com", "a b@example.com"])
 def test_patch_me_rejects_an_invalid_email(
     client: TestClient, user_headers: dict[str, str], email: str
 ) -> None:
-    response = client.patch("/users/me", headers=user_headers, json={"email": email})
+    response = _patch_me(client, user_headers, {"email": email})
 
     assert response.status_code == 422
-    assert client.get("/users/me", headers=user_headers).json()["email"] is None
+    assert _me(client, user_headers)["email"] is None
 
 
 def test_patch_me_rejects_a_full_name_longer_than_255_characters(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    response = client.patch("/users/me", headers=user_headers, json={"full_name": "x" * 256})
+    response = _patch_me(client, user_headers, {"full_name": "x" * 256})
 
     assert response.status_code == 422
 
 
 def test_patch_me_without_token_is_401(client: TestClient, user: dict[str, Any]) -> None:
-    response = client.patch("/users/me", json={"full_name": "Mallory"})
-
-    assert response.status_code == 401
-    assert response.headers["www-authenticate"] == "Bearer"
+    assert_not_authenticated(client.patch("/users/me", json={"full_name": "Mallory"}))
 
 
 # --- POST /users/me/password ----------------------------------------------------------------
@@ -244,11 +240,7 @@ def test_patch_me_without_token_is_401(client: TestClient, user: dict[str, Any])
 def test_change_password_returns_204_with_empty_body(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    response = client.post(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
-    )
+    response = _change_password(client, user_headers)
 
     assert response.status_code == 204
     assert response.content == b""
@@ -257,28 +249,19 @@ def test_change_password_returns_204_with_empty_body(
 def test_change_password_makes_old_password_fail_with_invalid_grant(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    client.post(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
-    )
+    _change_password(client, user_headers)
 
-    status, body = _login_status(client, "alice", USER_PASSWORD)
+    response = token_request(client, "alice", USER_PASSWORD)
 
-    assert status == 400
-    assert body["error"] == "invalid_grant"
+    assert_oauth_error(response, 400, "invalid_grant")
 
 
 def test_change_password_lets_the_new_password_log_in(
     client: TestClient, user: dict[str, Any], user_headers: dict[str, str]
 ) -> None:
-    client.post(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
-    )
+    _change_password(client, user_headers)
 
-    headers = _bearer(client, "alice", NEW_PASSWORD)
+    headers = login_headers(client, "alice", NEW_PASSWORD)
 
     assert client.get("/users/me", headers=headers).json()["id"] == user["id"]
 
@@ -286,31 +269,21 @@ def test_change_password_lets_the_new_password_log_in(
 def test_change_password_with_wrong_current_password_is_400_and_changes_nothing(
     client: TestClient, user_headers: dict[str, str]
 ) -> None:
-    response = client.post(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": "wrong-password-9", "new_password": NEW_PASSWORD},
-    )
+    response = _change_password(client, user_headers, current_password="wrong-password-9")
 
     assert response.status_code == 400
-    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
-    assert _login_status(client, "alice", NEW_PASSWORD)[0] == 400
+    assert _login_status(client, "alice", USER_PASSWORD) == 200
+    assert _login_status(client, "alice", NEW_PASSWORD) == 400
 
 
 @pytest.mark.parametrize("length", [0, 7, 129, 1000])
 def test_change_password_rejects_new_password_outside_8_to_128_characters(
     client: TestClient, user_headers: dict[str, str], length: int
 ) -> None:
-    new_password = "p" * length
-
-    response = client.post(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": USER_PASSWORD, "new_password": new_password},
-    )
+    response = _change_password(client, user_headers, "p" * length)
 
     assert response.status_code == 422
-    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+    assert _login_status(client, "alice", USER_PASSWORD) == 200
 
 
 @pytest.mark.parametrize("length", [8, 128])
@@ -319,14 +292,10 @@ def test_change_password_accepts_new_password_at_the_length_limits(
 ) -> None:
     new_password = "p" * length
 
-    response = client.post(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": USER_PASSWORD, "new_password": new_password},
-    )
+    response = _change_password(client, user_headers, new_password)
 
     assert response.status_code == 204
-    assert _login_status(client, "alice", new_password)[0] == 200
+    assert _login_status(client, "alice", new_password) == 200
 
 
 @pytest.mark.parametrize(
@@ -344,17 +313,14 @@ def test_change_password_rejects_a_malformed_body(
     response = client.post("/users/me/password", headers=user_headers, json=body)
 
     assert response.status_code == 422
-    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+    assert _login_status(client, "alice", USER_PASSWORD) == 200
 
 
 def test_change_password_without_token_is_401(client: TestClient, user: dict[str, Any]) -> None:
-    response = client.post(
-        "/users/me/password",
-        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
-    )
+    response = _change_password(client, {})
 
-    assert response.status_code == 401
-    assert _login_status(client, "alice", USER_PASSWORD)[0] == 200
+    assert_not_authenticated(response)
+    assert _login_status(client, "alice", USER_PASSWORD) == 200
 
 
 def test_change_password_only_affects_the_caller(
@@ -364,10 +330,6 @@ def test_change_password_only_affects_the_caller(
 ) -> None:
     make_user("bob", "bob-password-1")
 
-    client.post(
-        "/users/me/password",
-        headers=user_headers,
-        json={"current_password": USER_PASSWORD, "new_password": NEW_PASSWORD},
-    )
+    _change_password(client, user_headers)
 
-    assert _login_status(client, "bob", "bob-password-1")[0] == 200
+    assert _login_status(client, "bob", "bob-password-1") == 200

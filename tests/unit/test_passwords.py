@@ -22,7 +22,7 @@ from authsvc.security.passwords import (
     normalize_password,
 )
 from authsvc.services.users import UserService
-from tests.conftest import TEST_BCRYPT_ROUNDS, USER_PASSWORD, password_login
+from tests.helpers import TEST_BCRYPT_ROUNDS, USER_PASSWORD, password_login, token_request
 
 PASSWORD = "correct horse battery staple"
 NFC = "caf\u00e9-cr\u00e8me-br\u00fbl\u00e9e"
@@ -170,24 +170,20 @@ def test_plain_bcrypt_hash_of_long_password_verifies_with_full_password(
     assert hasher.verify(password[:72], new_hash) == (False, None)
 
 
-def test_higher_configured_cost_triggers_rehash() -> None:
-    old = PasswordHasher(4).hash(PASSWORD)
+@pytest.mark.parametrize(
+    ("stored_rounds", "configured_rounds"),
+    [pytest.param(4, 5, id="higher"), pytest.param(5, 4, id="lower")],
+)
+def test_changed_configured_cost_triggers_rehash(
+    stored_rounds: int, configured_rounds: int
+) -> None:
+    old = PasswordHasher(stored_rounds).hash(PASSWORD)
 
-    ok, new_hash = PasswordHasher(5).verify(PASSWORD, old)
-
-    assert ok is True
-    assert new_hash is not None
-    assert new_hash.startswith("$bcrypt-sha256$v=2,t=2b,r=5$")
-
-
-def test_lower_configured_cost_triggers_rehash() -> None:
-    old = PasswordHasher(5).hash(PASSWORD)
-
-    ok, new_hash = PasswordHasher(4).verify(PASSWORD, old)
+    ok, new_hash = PasswordHasher(configured_rounds).verify(PASSWORD, old)
 
     assert ok is True
     assert new_hash is not None
-    assert new_hash.startswith("$bcrypt-sha256$v=2,t=2b,r=4$")
+    assert new_hash.startswith(f"$bcrypt-sha256$v=2,t=2b,r={configured_rounds}$")
 
 
 def test_wrong_password_at_old_cost_returns_no_rehash() -> None:
@@ -320,10 +316,7 @@ def test_failed_login_with_changed_cost_keeps_stored_hash(
     before = stored_hash(settings, "alice")
 
     with TestClient(create_app(settings)) as client:
-        response = client.post(
-            "/oauth2/token",
-            data={"grant_type": "password", "username": "alice", "password": "wrong-password"},
-        )
+        response = token_request(client, "alice", "wrong-password")
 
     assert response.status_code == 400
     assert stored_hash(settings, "alice") == before

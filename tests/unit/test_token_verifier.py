@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from authsvc.security.keys import SigningKey, hmac_key, load_keys
+from authsvc.security.keys import SigningKey, hmac_key
 from authsvc.security.tokens import (
     ACCESS_TOKEN_TYPE,
     MAX_TOKEN_BYTES,
@@ -26,18 +23,11 @@ from authsvc.security.tokens import (
     verification_key_from_jwk,
     verification_key_from_signing_key,
 )
+from tests.helpers import Forger, b64url_decode
 
 ISSUER = "https://issuer.example"
 AUDIENCE = "api"
 SUBJECT = "0b6f3f0e-8f3c-4d0e-9d55-3f7e3a0d3b7c"
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_json(value: Any) -> str:
-    return b64url(json.dumps(value).encode("utf-8"))
 
 
 def claims(now: int | None = None, ttl: int = 600, **extra: Any) -> dict[str, Any]:
@@ -53,50 +43,40 @@ def claims(now: int | None = None, ttl: int = 600, **extra: Any) -> dict[str, An
     )
 
 
-@pytest.fixture
-def rsa_key(keys_dir: Path) -> SigningKey:
-    return load_keys(keys_dir)[0]
-
-
-@pytest.fixture
-def signer(rsa_key: SigningKey) -> AccessTokenSigner:
-    return AccessTokenSigner(rsa_key)
-
-
-@pytest.fixture
-def verifier(rsa_key: SigningKey) -> AccessTokenVerifier:
+def make_verifier(*keys: SigningKey, algorithm: str, **options: Any) -> AccessTokenVerifier:
+    """A verifier for ISSUER and AUDIENCE that trusts the public half of each key given."""
     return AccessTokenVerifier(
-        {rsa_key.kid: verification_key_from_signing_key(rsa_key)},
-        algorithm="RS256",
+        {key.kid: verification_key_from_signing_key(key) for key in keys},
+        algorithm=algorithm,
         issuer=ISSUER,
         audience=AUDIENCE,
-        leeway=30,
+        **options,
+    )
+
+
+def es256_key(kid: str) -> SigningKey:
+    return SigningKey(
+        kid=kid,
+        algorithm="ES256",
+        created=datetime.now(UTC),
+        private_key=ec.generate_private_key(ec.SECP256R1()),
     )
 
 
 @pytest.fixture
-def forge(rsa_key: SigningKey) -> Callable[..., str]:
-    """Sign arbitrary header/payload (dict, JSON text or bytes) with the RSA key."""
-    private_key = rsa_key.private_key
-    assert isinstance(private_key, rsa.RSAPrivateKey)
+def signer(signing_key: SigningKey) -> AccessTokenSigner:
+    return AccessTokenSigner(signing_key)
 
-    def encode(value: Any) -> str:
-        if isinstance(value, bytes):
-            return b64url(value)
-        if isinstance(value, str):
-            return b64url(value.encode("utf-8"))
-        return b64url_json(value)
 
-    def factory(header: Any = None, payload: Any = None) -> str:
-        header = {"alg": "RS256", "kid": rsa_key.kid, "typ": "at+jwt"} if header is None else header
-        payload = claims() if payload is None else payload
-        signing_input = encode(header) + "." + encode(payload)
-        signature = private_key.sign(
-            signing_input.encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
-        )
-        return signing_input + "." + b64url(signature)
+@pytest.fixture
+def verifier(signing_key: SigningKey) -> AccessTokenVerifier:
+    return make_verifier(signing_key, algorithm="RS256", leeway=30)
 
-    return factory
+
+@pytest.fixture
+def forger(signing_key: SigningKey) -> Forger:
+    """Overrides the conftest ``forger``: tokens with this module's claims, no user needed."""
+    return Forger(signing_key, claims)
 
 
 def rejection(verifier: AccessTokenVerifier, token: str, **kwargs: Any) -> TokenValidationError:
@@ -147,12 +127,11 @@ def test_build_claims_with_no_scopes_has_empty_scope() -> None:
 
 
 def test_signer_header_is_alg_kid_and_at_jwt_typ(
-    signer: AccessTokenSigner, rsa_key: SigningKey
+    signer: AccessTokenSigner, signing_key: SigningKey
 ) -> None:
     token = signer.sign(claims())
-    header_segment = token.split(".")[0]
-    header = json.loads(base64.urlsafe_b64decode(header_segment + "=" * (-len(header_segment) % 4)))
-    assert header == {"alg": "RS256", "kid": rsa_key.kid, "typ": ACCESS_TOKEN_TYPE}
+    header = json.loads(b64url_decode(token.split(".")[0]))
+    assert header == {"alg": "RS256", "kid": signing_key.kid, "typ": ACCESS_TOKEN_TYPE}
 
 
 def test_signed_token_round_trips_through_verifier(
@@ -163,47 +142,34 @@ def test_signed_token_round_trips_through_verifier(
 
 
 def test_parse_unverified_returns_header_and_claims(
-    signer: AccessTokenSigner, verifier: AccessTokenVerifier, rsa_key: SigningKey
+    signer: AccessTokenSigner, verifier: AccessTokenVerifier, signing_key: SigningKey
 ) -> None:
     original = claims()
     header, parsed = verifier.parse_unverified(signer.sign(original))
-    assert header["kid"] == rsa_key.kid
+    assert header["kid"] == signing_key.kid
     assert parsed == original
 
 
-def test_es256_round_trip() -> None:
-    key = SigningKey(
-        kid="ec-1",
-        algorithm="ES256",
-        created=datetime.now(UTC),
-        private_key=ec.generate_private_key(ec.SECP256R1()),
-    )
-    verifier = AccessTokenVerifier(
-        {key.kid: verification_key_from_signing_key(key)},
-        algorithm="ES256",
-        issuer=ISSUER,
-        audience=AUDIENCE,
-    )
-    original = claims()
-    assert verifier.verify(AccessTokenSigner(key).sign(original)) == original
-
-
-def test_hs256_round_trip() -> None:
-    key = hmac_key(b"s" * 32)
-    verifier = AccessTokenVerifier(
-        {key.kid: verification_key_from_signing_key(key)},
-        algorithm="HS256",
-        issuer=ISSUER,
-        audience=AUDIENCE,
-    )
+@pytest.mark.parametrize(
+    ("algorithm", "make_key"),
+    [
+        pytest.param("ES256", lambda: es256_key("ec-1"), id="es256"),
+        pytest.param("HS256", lambda: hmac_key(b"s" * 32), id="hs256"),
+    ],
+)
+def test_es256_and_hs256_tokens_round_trip(
+    algorithm: str, make_key: Callable[[], SigningKey]
+) -> None:
+    key = make_key()
+    verifier = make_verifier(key, algorithm=algorithm)
     original = claims()
     assert verifier.verify(AccessTokenSigner(key).sign(original)) == original
 
 
 def test_verification_key_from_published_jwk_verifies(
-    signer: AccessTokenSigner, rsa_key: SigningKey
+    signer: AccessTokenSigner, signing_key: SigningKey
 ) -> None:
-    jwk = rsa_key.public_jwk()
+    jwk = signing_key.public_jwk()
     assert jwk is not None
     key = verification_key_from_jwk(jwk, "RS256")
     verifier = AccessTokenVerifier(
@@ -213,8 +179,8 @@ def test_verification_key_from_published_jwk_verifies(
     assert verifier.verify(signer.sign(original)) == original
 
 
-def test_verification_key_from_jwk_without_kid_is_refused(rsa_key: SigningKey) -> None:
-    jwk = rsa_key.public_jwk()
+def test_verification_key_from_jwk_without_kid_is_refused(signing_key: SigningKey) -> None:
+    jwk = signing_key.public_jwk()
     assert jwk is not None
     del jwk["kid"]
     with pytest.raises(ValueError, match="kid"):
@@ -228,17 +194,14 @@ def test_audience_list_containing_our_audience_is_accepted(
     assert verifier.verify(token)["aud"] == ["other", AUDIENCE]
 
 
-def test_application_at_jwt_typ_is_accepted(
-    forge: Callable[..., str], verifier: AccessTokenVerifier, rsa_key: SigningKey
-) -> None:
-    header = {"alg": "RS256", "kid": rsa_key.kid, "typ": "application/at+jwt"}
-    assert verifier.verify(forge(header=header))["sub"] == SUBJECT
+def test_application_at_jwt_typ_is_accepted(forger: Forger, verifier: AccessTokenVerifier) -> None:
+    header = forger.header(typ="application/at+jwt")
+    assert verifier.verify(forger.token(header=header))["sub"] == SUBJECT
 
 
-def test_missing_nbf_is_accepted(forge: Callable[..., str], verifier: AccessTokenVerifier) -> None:
-    payload = claims()
-    del payload["nbf"]
-    assert verifier.verify(forge(payload=payload))["sub"] == SUBJECT
+def test_missing_nbf_is_accepted(forger: Forger, verifier: AccessTokenVerifier) -> None:
+    payload = forger.claims(drop=("nbf",))
+    assert verifier.verify(forger.token(payload=payload))["sub"] == SUBJECT
 
 
 # --- flags on TokenValidationError --------------------------------------------------------
@@ -269,10 +232,8 @@ def test_zero_leeway_rejects_token_expired_a_second_ago(
     assert rejection(strict, token).expired is True
 
 
-def test_unknown_kid_sets_unknown_kid(
-    forge: Callable[..., str], verifier: AccessTokenVerifier
-) -> None:
-    token = forge(header={"alg": "RS256", "kid": "rotated-away", "typ": "at+jwt"})
+def test_unknown_kid_sets_unknown_kid(forger: Forger, verifier: AccessTokenVerifier) -> None:
+    token = forger.token(header=forger.header(kid="rotated-away"))
     error = rejection(verifier, token)
     assert error.unknown_kid == "rotated-away"
     assert error.expired is False
@@ -292,18 +253,16 @@ def test_bad_signature_sets_neither_flag(
 # --- each rejection reason ------------------------------------------------------------------
 
 
-def test_token_over_size_limit_is_refused(
-    forge: Callable[..., str], verifier: AccessTokenVerifier
-) -> None:
-    token = forge(payload=claims(filler="f" * MAX_TOKEN_BYTES))
+def test_token_over_size_limit_is_refused(forger: Forger, verifier: AccessTokenVerifier) -> None:
+    token = forger.token(payload=forger.claims(filler="f" * MAX_TOKEN_BYTES))
     assert "too large" in rejection(verifier, token).reason
 
 
 @pytest.mark.parametrize("count", [1, 2, 4, 5])
 def test_wrong_segment_count_is_refused(
-    count: int, forge: Callable[..., str], verifier: AccessTokenVerifier
+    count: int, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    segments = [*forge().split("."), "ZXh0cmE", "ZXh0cmE"][:count]
+    segments = [*forger.token().split("."), "ZXh0cmE", "ZXh0cmE"][:count]
     assert "three segments" in rejection(verifier, ".".join(segments)).reason
 
 
@@ -320,18 +279,18 @@ def test_wrong_segment_count_is_refused(
     ],
 )
 def test_segment_with_non_base64url_characters_is_refused(
-    signature: str, forge: Callable[..., str], verifier: AccessTokenVerifier
+    signature: str, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    signing_input = forge().rsplit(".", 1)[0]
+    signing_input = forger.token().rsplit(".", 1)[0]
     reason = rejection(verifier, f"{signing_input}.{signature}").reason
     assert "base64url" in reason
 
 
 def test_segment_with_trailing_newline_is_refused(
-    forge: Callable[..., str], verifier: AccessTokenVerifier
+    forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
     # ``$`` in a regex also matches before a final newline; a newline must still be refused.
-    rejection(verifier, forge() + "\n")
+    rejection(verifier, forger.token() + "\n")
 
 
 @pytest.mark.parametrize(
@@ -344,192 +303,170 @@ def test_segment_with_trailing_newline_is_refused(
     ],
 )
 def test_malformed_header_is_refused(
-    header: Any, forge: Callable[..., str], verifier: AccessTokenVerifier
+    header: Any, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    assert "header" in rejection(verifier, forge(header=header)).reason
+    assert "header" in rejection(verifier, forger.token(header=header)).reason
 
 
 @pytest.mark.parametrize("header", ['["RS256"]', '"RS256"', "1", "null"])
 def test_header_that_is_not_an_object_is_refused(
-    header: str, forge: Callable[..., str], verifier: AccessTokenVerifier
+    header: str, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    assert rejection(verifier, forge(header=header)).reason == "header is not a JSON object"
+    reason = rejection(verifier, forger.token(header=header)).reason
+    assert reason == "header is not a JSON object"
 
 
-def test_duplicate_header_member_is_refused(
-    forge: Callable[..., str], verifier: AccessTokenVerifier, rsa_key: SigningKey
-) -> None:
-    header = f'{{"alg": "RS256", "kid": "{rsa_key.kid}", "typ": "at+jwt", "alg": "RS256"}}'
-    assert "duplicate member 'alg'" in rejection(verifier, forge(header=header)).reason
+def test_duplicate_header_member_is_refused(forger: Forger, verifier: AccessTokenVerifier) -> None:
+    header = json.dumps(forger.header())[:-1] + ', "alg": "RS256"}'
+    assert "duplicate member 'alg'" in rejection(verifier, forger.token(header=header)).reason
 
 
 @pytest.mark.parametrize("member", ["crit", "jku", "x5u", "jwk", "x5c", "cty", "enc", "zip"])
 def test_header_member_outside_alg_kid_typ_is_refused(
-    member: str, forge: Callable[..., str], verifier: AccessTokenVerifier, rsa_key: SigningKey
+    member: str, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    header = {"alg": "RS256", "kid": rsa_key.kid, "typ": "at+jwt", member: "x"}
-    reason = rejection(verifier, forge(header=header)).reason
+    header = forger.header() | {member: "x"}
+    reason = rejection(verifier, forger.token(header=header)).reason
     assert reason == f"unexpected header members: ['{member}']"
 
 
 @pytest.mark.parametrize("alg", ["none", "None", "HS256", "RS384", "PS256", "ES256", None])
 def test_alg_other_than_configured_is_refused(
-    alg: str | None, forge: Callable[..., str], verifier: AccessTokenVerifier, rsa_key: SigningKey
+    alg: str | None, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    header = {"alg": alg, "kid": rsa_key.kid, "typ": "at+jwt"}
-    assert rejection(verifier, forge(header=header)).reason == "unexpected alg"
+    header = forger.header(alg=alg)
+    assert rejection(verifier, forger.token(header=header)).reason == "unexpected alg"
 
 
 @pytest.mark.parametrize("typ", ["JWT", "jwt", "at+jwt ", "application/jwt", "", 1, None])
 def test_typ_other_than_at_jwt_is_refused(
-    typ: Any, forge: Callable[..., str], verifier: AccessTokenVerifier, rsa_key: SigningKey
+    typ: Any, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    header = {"alg": "RS256", "kid": rsa_key.kid, "typ": typ}
-    assert "typ must be at+jwt" in rejection(verifier, forge(header=header)).reason
+    header = forger.header(typ=typ)
+    assert "typ must be at+jwt" in rejection(verifier, forger.token(header=header)).reason
 
 
-def test_missing_typ_is_refused(
-    forge: Callable[..., str], verifier: AccessTokenVerifier, rsa_key: SigningKey
-) -> None:
-    header = {"alg": "RS256", "kid": rsa_key.kid}
-    assert "typ must be at+jwt" in rejection(verifier, forge(header=header)).reason
+def test_missing_typ_is_refused(forger: Forger, verifier: AccessTokenVerifier) -> None:
+    header = forger.header(drop=("typ",))
+    assert "typ must be at+jwt" in rejection(verifier, forger.token(header=header)).reason
 
 
 @pytest.mark.parametrize("kid", [None, 1, ["k"]])
 def test_kid_that_is_not_a_string_is_refused(
-    kid: Any, forge: Callable[..., str], verifier: AccessTokenVerifier
+    kid: Any, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    header = {"alg": "RS256", "kid": kid, "typ": "at+jwt"}
-    assert rejection(verifier, forge(header=header)).reason == "missing kid"
+    header = forger.header(kid=kid)
+    assert rejection(verifier, forger.token(header=header)).reason == "missing kid"
 
 
-def test_missing_kid_is_refused(forge: Callable[..., str], verifier: AccessTokenVerifier) -> None:
-    header = {"alg": "RS256", "typ": "at+jwt"}
-    assert rejection(verifier, forge(header=header)).reason == "missing kid"
+def test_missing_kid_is_refused(forger: Forger, verifier: AccessTokenVerifier) -> None:
+    header = forger.header(drop=("kid",))
+    assert rejection(verifier, forger.token(header=header)).reason == "missing kid"
 
 
-def test_duplicate_claim_is_refused(
-    forge: Callable[..., str], verifier: AccessTokenVerifier
-) -> None:
-    payload = json.dumps(claims())[:-1] + ', "sub": "someone-else"}'
-    assert "duplicate member 'sub'" in rejection(verifier, forge(payload=payload)).reason
+def test_duplicate_claim_is_refused(forger: Forger, verifier: AccessTokenVerifier) -> None:
+    payload = json.dumps(forger.claims())[:-1] + ', "sub": "someone-else"}'
+    assert "duplicate member 'sub'" in rejection(verifier, forger.token(payload=payload)).reason
 
 
 @pytest.mark.parametrize("payload", ['["claims"]', '"claims"', "42"])
 def test_payload_that_is_not_an_object_is_refused(
-    payload: str, forge: Callable[..., str], verifier: AccessTokenVerifier
+    payload: str, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    assert rejection(verifier, forge(payload=payload)).reason == "payload is not a JSON object"
+    assert (
+        rejection(verifier, forger.token(payload=payload)).reason == "payload is not a JSON object"
+    )
 
 
 def test_payload_with_invalid_utf8_is_refused(
-    forge: Callable[..., str], verifier: AccessTokenVerifier
+    forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    payload = json.dumps(claims()).encode("utf-8")[:-1] + b', "x": "\xc3"}'
-    assert "malformed payload" in rejection(verifier, forge(payload=payload)).reason
+    payload = json.dumps(forger.claims()).encode("utf-8")[:-1] + b', "x": "\xc3"}'
+    assert "malformed payload" in rejection(verifier, forger.token(payload=payload)).reason
 
 
 @pytest.mark.parametrize("name", ["iss", "sub", "aud", "exp", "iat", "jti"])
 def test_missing_required_claim_is_refused(
-    name: str, forge: Callable[..., str], verifier: AccessTokenVerifier
+    name: str, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    payload = claims()
-    del payload[name]
-    assert rejection(verifier, forge(payload=payload)).reason == f"missing claim {name}"
+    payload = forger.claims(drop=(name,))
+    assert rejection(verifier, forger.token(payload=payload)).reason == f"missing claim {name}"
 
 
 @pytest.mark.parametrize("name", ["iss", "sub", "jti"])
 @pytest.mark.parametrize("value", ["", None, 1, ["x"]])
 def test_string_claim_that_is_empty_or_not_a_string_is_refused(
-    name: str, value: Any, forge: Callable[..., str], verifier: AccessTokenVerifier
+    name: str, value: Any, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    token = forge(payload=claims() | {name: value})
+    token = forger.token(payload=forger.claims() | {name: value})
     assert rejection(verifier, token).reason == f"claim {name} must be a non-empty string"
 
 
 @pytest.mark.parametrize("aud", [None, 1, [AUDIENCE, 1], {"aud": AUDIENCE}])
 def test_aud_that_is_not_a_string_or_list_of_strings_is_refused(
-    aud: Any, forge: Callable[..., str], verifier: AccessTokenVerifier
+    aud: Any, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    reason = rejection(verifier, forge(payload=claims() | {"aud": aud})).reason
+    reason = rejection(verifier, forger.token(payload=forger.claims() | {"aud": aud})).reason
     assert reason == "claim aud must be a string or a list of strings"
 
 
 @pytest.mark.parametrize("name", ["exp", "iat", "nbf"])
 @pytest.mark.parametrize("value", ["1700000000", None, True, [1], {"t": 1}])
 def test_numeric_date_of_wrong_type_is_refused(
-    name: str, value: Any, forge: Callable[..., str], verifier: AccessTokenVerifier
+    name: str, value: Any, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    reason = rejection(verifier, forge(payload=claims() | {name: value})).reason
+    reason = rejection(verifier, forger.token(payload=forger.claims() | {name: value})).reason
     assert reason == f"claim {name} is not a NumericDate"
 
 
 @pytest.mark.parametrize("name", ["exp", "iat", "nbf"])
 @pytest.mark.parametrize("value", [-1, 2**53, 1e308, -0.5])
 def test_numeric_date_out_of_range_is_refused(
-    name: str, value: float, forge: Callable[..., str], verifier: AccessTokenVerifier
+    name: str, value: float, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    reason = rejection(verifier, forge(payload=claims() | {name: value})).reason
+    reason = rejection(verifier, forger.token(payload=forger.claims() | {name: value})).reason
     assert reason == f"claim {name} is out of range"
 
 
 @pytest.mark.parametrize("name", ["exp", "iat", "nbf"])
 def test_numeric_date_as_integer_too_large_for_a_float_is_refused(
-    name: str, forge: Callable[..., str], verifier: AccessTokenVerifier
+    name: str, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    payload = claims()
-    del payload[name]
-    text = json.dumps(payload)[:-1] + f', "{name}": 1{"0" * 400}' + "}"
-    assert rejection(verifier, forge(payload=text)).reason == f"claim {name} is out of range"
+    token = forger.with_claim_text(name, "1" + "0" * 400)
+    assert rejection(verifier, token).reason == f"claim {name} is out of range"
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_json_number_literal_is_refused(
-    literal: str, forge: Callable[..., str], verifier: AccessTokenVerifier
+    literal: str, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    payload = claims()
-    del payload["exp"]
-    text = json.dumps(payload)[:-1] + f', "exp": {literal}' + "}"
-    assert "non-JSON number" in rejection(verifier, forge(payload=text)).reason
+    token = forger.with_claim_text("exp", literal)
+    assert "non-JSON number" in rejection(verifier, token).reason
 
 
 @pytest.mark.parametrize("name", ["scope", "client_id"])
 def test_scope_or_client_id_that_is_not_a_string_is_refused(
-    name: str, forge: Callable[..., str], verifier: AccessTokenVerifier
+    name: str, forger: Forger, verifier: AccessTokenVerifier
 ) -> None:
-    token = forge(payload=claims() | {name: ["admin"]})
+    token = forger.token(payload=forger.claims() | {name: ["admin"]})
     assert rejection(verifier, token).reason == f"claim {name} must be a string"
 
 
-def test_key_of_other_algorithm_under_known_kid_is_refused(rsa_key: SigningKey) -> None:
-    ec_key = SigningKey(
-        kid=rsa_key.kid,
-        algorithm="ES256",
-        created=datetime.now(UTC),
-        private_key=ec.generate_private_key(ec.SECP256R1()),
-    )
-    verifier = AccessTokenVerifier(
-        {rsa_key.kid: verification_key_from_signing_key(rsa_key)},
-        algorithm="ES256",
-        issuer=ISSUER,
-        audience=AUDIENCE,
-    )
-    token = AccessTokenSigner(ec_key).sign(claims())
+def test_key_of_other_algorithm_under_known_kid_is_refused(signing_key: SigningKey) -> None:
+    # The ES256 verifier knows the kid, but only as the RSA key it is.
+    verifier = make_verifier(signing_key, algorithm="ES256")
+    token = AccessTokenSigner(es256_key(signing_key.kid)).sign(claims())
     assert rejection(verifier, token).reason == "key algorithm mismatch"
 
 
-def test_signature_by_another_key_is_refused(rsa_key: SigningKey) -> None:
+def test_signature_by_another_key_is_refused(
+    signing_key: SigningKey, verifier: AccessTokenVerifier
+) -> None:
     other = SigningKey(
-        kid=rsa_key.kid,
+        kid=signing_key.kid,
         algorithm="RS256",
         created=datetime.now(UTC),
         private_key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
-    )
-    verifier = AccessTokenVerifier(
-        {rsa_key.kid: verification_key_from_signing_key(rsa_key)},
-        algorithm="RS256",
-        issuer=ISSUER,
-        audience=AUDIENCE,
     )
     reason = rejection(verifier, AccessTokenSigner(other).sign(claims())).reason
     assert "Signature verification failed" in reason
@@ -593,7 +530,7 @@ def test_verifier_without_keys_refuses_everything(signer: AccessTokenSigner) -> 
     assert rejection(verifier, signer.sign(claims())).unknown_kid == signer.kid
 
 
-def test_verification_key_is_keyed_by_kid_only(rsa_key: SigningKey) -> None:
-    key = verification_key_from_signing_key(rsa_key)
+def test_verification_key_is_keyed_by_kid_only(signing_key: SigningKey) -> None:
+    key = verification_key_from_signing_key(signing_key)
     assert isinstance(key, VerificationKey)
-    assert (key.kid, key.algorithm) == (rsa_key.kid, "RS256")
+    assert (key.kid, key.algorithm) == (signing_key.kid, "RS256")
