@@ -6,21 +6,47 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.concurrency import run_in_threadpool
 
 from authsvc import __version__
-from authsvc.api.routes import admin, health, token, users, wellknown
+from authsvc.api.routes import admin, admin_clients, health, token, users, wellknown
 from authsvc.api.routes.docs import install_docs
 from authsvc.config import Settings, load_settings
-from authsvc.context import build_context
+from authsvc.context import AppContext, build_context
+from authsvc.oauth2.client_auth import CONFIDENTIAL_AUTH_METHODS, SUPPORTED_AUTH_METHODS
 from authsvc.oauth2.errors import OAuth2Error, TemporarilyUnavailableError, oauth2_error_handler
 from authsvc.oauth2.grants import build_grants
+from authsvc.oauth2.rfc7009 import RevocationEndpoint
+from authsvc.oauth2.rfc7662 import IntrospectionEndpoint
 from authsvc.oauth2.token_endpoint import TokenEndpoint
+from authsvc.services.sessions import SessionService
 
 logger = logging.getLogger("authsvc")
+
+
+async def purge_forever(ctx: AppContext) -> None:
+    """Drop expired refresh tokens, sessions and denylist entries, without an operator.
+
+    Every replica runs this; the deletes are idempotent, so running it twice costs only time.
+    """
+
+    def purge_once() -> dict[str, int]:
+        with ctx.sessionmaker() as session:
+            return SessionService(session, ctx.settings.refresh_token_ttl).purge_expired()
+
+    while True:
+        await anyio.sleep(ctx.settings.purge_interval)
+        try:
+            counts = await run_in_threadpool(purge_once)
+        except SQLAlchemyError as exc:
+            logger.warning("purge of expired tokens failed: %s", exc)
+        else:
+            logger.info("purged expired tokens: %s", counts)
 
 
 async def database_unavailable_handler(request: Request, exc: Exception) -> Response:
@@ -45,11 +71,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(resolved)
         ctx.token_endpoint = TokenEndpoint(build_grants(ctx))
+        ctx.introspection_endpoint = IntrospectionEndpoint(ctx)
+        ctx.revocation_endpoint = RevocationEndpoint(ctx)
+        ctx.metadata_extra.update(
+            {
+                "introspection_endpoint": f"{resolved.issuer}/oauth2/introspect",
+                "introspection_endpoint_auth_methods_supported": list(CONFIDENTIAL_AUTH_METHODS),
+                "revocation_endpoint": f"{resolved.issuer}/oauth2/revoke",
+                "revocation_endpoint_auth_methods_supported": list(SUPPORTED_AUTH_METHODS),
+            }
+        )
         app.state.ctx = ctx
-        try:
-            yield
-        finally:
-            ctx.engine.dispose()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(purge_forever, ctx)
+            try:
+                yield
+            finally:
+                tasks.cancel_scope.cancel()
+                ctx.engine.dispose()
 
     app = FastAPI(
         title="authsvc",
@@ -65,6 +104,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)
     app.add_exception_handler(Exception, server_error_handler)
-    for module in (token, wellknown, users, admin, health):
+    for module in (token, wellknown, users, admin, admin_clients, health):
         app.include_router(module.router)
     return app

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     jwt_leeway: int = Field(default=30, ge=0, le=300)
     access_token_ttl: int = Field(default=900, ge=30, le=86400)
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    refresh_token_ttl: int = Field(default=14 * 86400, ge=60)
+    require_registered_clients: bool = False
+    purge_interval: int = Field(default=3600, ge=1)
     bootstrap_admin_username: str | None = None
     bootstrap_admin_password: SecretStr | None = None
     auto_migrate: bool = True

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
+from authsvc.oauth2.client_auth import ClientAuthenticator
 from authsvc.security.keys import KeySet, build_key_set
 from authsvc.security.passwords import PasswordHasher
 from authsvc.security.tokens import (
@@ -23,6 +24,8 @@ from authsvc.security.tokens import (
 )
 
 if TYPE_CHECKING:
+    from authsvc.oauth2.rfc7009 import RevocationEndpoint
+    from authsvc.oauth2.rfc7662 import IntrospectionEndpoint
     from authsvc.oauth2.token_endpoint import TokenEndpoint
 
 
@@ -35,9 +38,12 @@ class AppContext:
     signer: AccessTokenSigner
     verifier: AccessTokenVerifier
     hasher: PasswordHasher
+    client_authenticator: ClientAuthenticator
     # RFC 8414 members contributed by endpoints beyond the core (revocation, introspection...).
     metadata_extra: dict[str, Any] = field(default_factory=dict)
     token_endpoint: TokenEndpoint = field(init=False)
+    introspection_endpoint: IntrospectionEndpoint = field(init=False)
+    revocation_endpoint: RevocationEndpoint = field(init=False)
 
     def install_key_set(self, key_set: KeySet) -> None:
         self.key_set = key_set
@@ -63,12 +69,16 @@ def load_key_set(settings: Settings) -> KeySet:
 def build_context(settings: Settings) -> AppContext:
     key_set = load_key_set(settings)
     engine = build_engine(settings)
+    sessions = build_sessionmaker(engine)
     return AppContext(
         settings=settings,
         engine=engine,
-        sessionmaker=build_sessionmaker(engine),
+        sessionmaker=sessions,
         key_set=key_set,
         signer=AccessTokenSigner(key_set.active),
         verifier=build_verifier(settings, key_set),
         hasher=PasswordHasher(settings.bcrypt_rounds),
+        client_authenticator=ClientAuthenticator(
+            sessions, require_registered=settings.require_registered_clients
+        ),
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
@@ -109,3 +109,67 @@ class TokenResponse(BaseModel):
     token_type: str = "Bearer"  # noqa: S105 - RFC 6750 token type, not a secret
     expires_in: int
     scope: str
+
+
+class SessionOut(BaseModel):
+    """A sign-in session: one refresh token family."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    client_id: str
+    created_at: datetime
+    last_used_at: datetime
+    expires_at: datetime
+
+
+GrantType = Literal["password", "refresh_token", "client_credentials"]
+ClientName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    AfterValidator(_printable),
+]
+
+
+class ClientOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    client_id: str
+    name: str
+    confidential: bool
+    grant_types: list[str]
+    scopes: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ClientCreated(ClientOut):
+    """Returned once at creation: the only time the secret is shown."""
+
+    client_secret: str | None
+
+
+class ClientSecretOut(BaseModel):
+    client_id: str
+    client_secret: str
+
+
+class ClientPage(BaseModel):
+    items: list[ClientOut]
+    total: int
+
+
+class ClientCreate(InputModel):
+    name: ClientName
+    grant_types: list[GrantType] = Field(min_length=1, max_length=3)
+    scopes: list[ScopeName] = Field(default_factory=list, max_length=100)
+    confidential: bool = True
+
+
+class ClientUpdate(InputModel):
+    name: ClientName = ""
+    grant_types: list[GrantType] = Field(default_factory=list, min_length=1, max_length=3)
+    scopes: list[ScopeName] = Field(default_factory=list, max_length=100)
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}

@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, inspect
 
 from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
+from authsvc.db.migrate import head_revision
 from authsvc.security.keys import KeySet, ensure_signing_key, load_keys, rotate_key
 from authsvc.services.users import UserService
 from tests.helpers import authsvc_command, bearer, password_login, pem_files
@@ -410,7 +411,7 @@ def test_db_upgrade_creates_schema_and_prints_revision(run: Run, tmp_path: Path)
     result = run("db", "upgrade")
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "Database at revision 0001\n"
+    assert result.stdout == f"Database at revision {head_revision()}\n"
     engine = create_engine(f"sqlite:///{tmp_path / 'authsvc.db'}")
     try:
         tables = set(inspect(engine).get_table_names())
@@ -423,4 +424,4 @@ def test_db_upgrade_on_configured_database_prints_revision(run: Run, database_ur
     result = run("db", "upgrade", database_url=database_url)
 
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "Database at revision 0001\n"
+    assert result.stdout == f"Database at revision {head_revision()}\n"

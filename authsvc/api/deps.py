@@ -9,7 +9,6 @@ declared with ``Security(..., scopes=[...])`` at the router and at the route acc
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -25,9 +24,9 @@ from authsvc.oauth2.errors import (
     InvalidTokenError,
     MissingTokenError,
 )
+from authsvc.oauth2.token_checks import TokenRevokedError, live_user
 from authsvc.security.principal import AccessTokenClaims
 from authsvc.security.tokens import TokenValidationError
-from authsvc.services.users import UserService
 
 # RFC 6750 §2.1 b64token.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -107,13 +106,11 @@ def get_current_user(
     claims: Annotated[AccessTokenClaims, Security(get_token_claims)],
     session: SessionDep,
 ) -> User:
+    """The token's active user; revoked tokens (denylist, revoke-all cutoff) are refused here."""
     try:
-        user_id = uuid.UUID(claims.sub)
-    except ValueError:
-        raise InvalidTokenError() from None
-    user = UserService(session).get(user_id)
-    if user is None or not user.is_active:
-        raise InvalidTokenError("The user is unknown or disabled")
+        user = live_user(session, claims.raw)
+    except TokenRevokedError as exc:
+        raise InvalidTokenError(str(exc)) from None
     # A scope removed from the user stops working at once, not when the token expires.
     _check_scopes(security_scopes, claims.scopes & set(user.scope_names))
     return user

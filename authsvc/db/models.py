@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     DateTime,
@@ -89,6 +90,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # "Revoke all": access tokens issued before this instant are refused.
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     scopes: Mapped[list[Scope]] = relationship(
         secondary=user_scopes, lazy="selectin", order_by=Scope.name
@@ -97,3 +100,61 @@ class User(Base):
     @property
     def scope_names(self) -> list[str]:
         return [scope.name for scope in self.scopes]
+
+
+class Client(Base):
+    """A registered OAuth2 client (RFC 6749 §2). Only confidential clients have a secret."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    # SHA-256 of a 256-bit random secret: a slow hash adds nothing to a secret with that much
+    # entropy, and client_credentials must stay fast.
+    secret_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    confidential: Mapped[bool] = mapped_column(Boolean, default=True)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class RefreshFamily(Base):
+    """A sign-in session: the chain of refresh tokens rotated from one password grant."""
+
+    __tablename__ = "refresh_families"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    client_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class RefreshToken(Base):
+    """One refresh token of a family; only its SHA-256 is stored (RFC 9700 §4.14)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("refresh_families.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(2048), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class RevokedAccessToken(Base):
+    """The access-token denylist: a jti stays here until the token would have expired."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

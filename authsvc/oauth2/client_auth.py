@@ -1,8 +1,11 @@
-"""Who the client is (RFC 6749 §2.3).
+"""Client authentication (RFC 6749 §2.3).
 
-Until clients are registered every client is public: the ``client_id`` comes from the form or
-from the user part of HTTP Basic credentials (what Swagger UI and many libraries send), and it
-only names the client in the token's ``client_id`` claim.
+Confidential clients authenticate with ``client_secret_basic`` (HTTP Basic, the RFC's MUST) or
+``client_secret_post`` (form fields); using both at once is refused (§2.3: one method per
+request). A ``client_id`` that is not registered stands for a public client allowed the
+password and refresh_token grants, unless ``AUTHSVC_REQUIRE_REGISTERED_CLIENTS`` is on. A
+request naming no client at all (Swagger UI's Authorize button) is the public client
+``public``. Secrets are compared in constant time.
 """
 
 from __future__ import annotations
@@ -10,15 +13,45 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from urllib.parse import unquote
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
-from authsvc.oauth2.errors import InvalidClientError, InvalidRequestError
+from sqlalchemy.orm import Session, sessionmaker
+
+from authsvc.oauth2.errors import InvalidClientError, InvalidRequestError, UnauthorizedClientError
+from authsvc.services.clients import PUBLIC_CLIENT_GRANTS, ClientService, secret_matches
 
 DEFAULT_CLIENT_ID = "public"
-# Until clients are registered, every client is public and authenticates with nothing.
-SUPPORTED_AUTH_METHODS = ("none",)
+SUPPORTED_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
+CONFIDENTIAL_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 # RFC 6749 Appendix A.1: client-id = *VSCHAR (%x20-7E); we also refuse empty and over-long ids.
-_CLIENT_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
+_CLIENT_ID = re.compile(r"[\x20-\x7e]{1,128}")
+
+
+@dataclass(frozen=True)
+class ClientCredentials:
+    client_id: str | None
+    secret: str | None
+    method: str
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    client_id: str
+    registered: bool
+    confidential: bool
+    grant_types: frozenset[str]
+    # None: an unregistered public client, limited only by what the user holds.
+    scopes: frozenset[str] | None
+
+    def require_grant(self, grant_type: str) -> None:
+        if grant_type not in self.grant_types:
+            raise UnauthorizedClientError(f"This client may not use the {grant_type} grant")
+
+    def restrict(self, scopes: Iterable[str]) -> set[str]:
+        held = set(scopes)
+        return held if self.scopes is None else held & self.scopes
 
 
 def parse_basic_credentials(header: str) -> tuple[str, str]:
@@ -33,18 +66,83 @@ def parse_basic_credentials(header: str) -> tuple[str, str]:
     client_id, sep, secret = decoded.partition(":")
     if not sep:
         raise InvalidClientError("Malformed Basic credentials")
-    return unquote(client_id.replace("+", " ")), unquote(secret.replace("+", " "))
+    return unquote_plus(client_id), unquote_plus(secret)
 
 
-def identify_client(authorization: str | None, form_client_id: str | None) -> str:
-    client_id = form_client_id
+def extract_credentials(authorization: str | None, params: Mapping[str, str]) -> ClientCredentials:
+    form_id = params.get("client_id")
+    post_secret = params.get("client_secret")
     if authorization:
-        basic_id, _secret = parse_basic_credentials(authorization)
-        if client_id is not None and basic_id != client_id:
-            raise InvalidRequestError("client_id in the body differs from the authenticated client")
-        client_id = basic_id or client_id
-    if client_id is None:
-        return DEFAULT_CLIENT_ID
-    if not _CLIENT_ID.match(client_id):
+        basic_id, basic_secret = parse_basic_credentials(authorization)
+        # Swagger UI sends "Basic Og==" (no id, no secret) when no client is filled in.
+        if basic_id:
+            if post_secret is not None:
+                raise InvalidRequestError("Use one client authentication method, not two")
+            if form_id is not None and form_id != basic_id:
+                raise InvalidRequestError(
+                    "client_id in the body differs from the authenticated client"
+                )
+            return _checked(
+                ClientCredentials(basic_id, basic_secret or None, "client_secret_basic")
+            )
+    if post_secret is not None:
+        if form_id is None:
+            raise InvalidClientError("client_secret without client_id")
+        return _checked(ClientCredentials(form_id, post_secret, "client_secret_post"))
+    return _checked(ClientCredentials(form_id, None, "none"))
+
+
+def _checked(credentials: ClientCredentials) -> ClientCredentials:
+    if credentials.client_id is not None and not _CLIENT_ID.fullmatch(credentials.client_id):
         raise InvalidRequestError("Malformed client_id")
-    return client_id
+    return credentials
+
+
+class ClientAuthenticator:
+    def __init__(self, sessions: sessionmaker[Session], *, require_registered: bool) -> None:
+        self.sessions = sessions
+        self.require_registered = require_registered
+
+    def authenticate(
+        self, credentials: ClientCredentials, *, require_confidential: bool = False
+    ) -> OAuthClient:
+        """Identify the client, or raise ``invalid_client`` (401 with a Basic challenge)."""
+        if credentials.client_id is None:
+            if require_confidential or self.require_registered:
+                raise InvalidClientError("Client authentication required")
+            return _public_client(DEFAULT_CLIENT_ID)
+        with self.sessions() as session:
+            client = ClientService(session).get(credentials.client_id)
+            if client is None:
+                secret_matches(credentials.secret or "", None)
+                if (
+                    credentials.secret is not None
+                    or require_confidential
+                    or self.require_registered
+                ):
+                    raise InvalidClientError()
+                return _public_client(credentials.client_id)
+            if client.confidential:
+                if credentials.secret is None or not secret_matches(
+                    credentials.secret, client.secret_hash
+                ):
+                    raise InvalidClientError()
+            elif credentials.secret is not None or require_confidential:
+                raise InvalidClientError("Public clients have no secret")
+            return OAuthClient(
+                client_id=client.client_id,
+                registered=True,
+                confidential=client.confidential,
+                grant_types=frozenset(client.grant_types),
+                scopes=frozenset(client.scopes),
+            )
+
+
+def _public_client(client_id: str) -> OAuthClient:
+    return OAuthClient(
+        client_id=client_id,
+        registered=False,
+        confidential=False,
+        grant_types=PUBLIC_CLIENT_GRANTS,
+        scopes=None,
+    )

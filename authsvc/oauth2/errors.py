@@ -73,6 +73,12 @@ class InvalidScopeError(OAuth2Error):
     error = "invalid_scope"
 
 
+class UnsupportedTokenTypeError(OAuth2Error):
+    """RFC 7009 §2.2.1: a token_type_hint we do not know."""
+
+    error = "unsupported_token_type"
+
+
 class TemporarilyUnavailableError(OAuth2Error):
     """The storage behind us is down: a 503 the client may retry, never a 500 or a hang."""
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from authsvc.db.models import Scope, User, utcnow
 from authsvc.oauth2.scope import is_scope_token
+from authsvc.services.sessions import revoke_user_families
 
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
 
@@ -128,8 +129,14 @@ class UserService:
         return user
 
     def update(self, user: User, changes: dict[str, Any]) -> User:
-        """Apply a partial update; ``scopes`` replaces the grants rather than adding to them."""
+        """Apply a partial update; ``scopes`` replaces the grants rather than adding to them.
+
+        A new password or a disabled account ends every refresh token family of the user in
+        the same transaction: sessions are bound to the password they were started with.
+        """
         try:
+            if "password_hash" in changes or changes.get("is_active") is False:
+                revoke_user_families(self.session, user.id, utcnow())
             for field, value in changes.items():
                 if field == "scopes":
                     user.scopes = self._resolve_scopes(value)

@@ -63,7 +63,11 @@ def test_token_endpoint_is_documented_as_form_request(openapi: dict[str, Any]) -
     content = operation["requestBody"]["content"]
     assert list(content) == ["application/x-www-form-urlencoded"]
     schema = content["application/x-www-form-urlencoded"]["schema"]
-    assert schema["properties"]["grant_type"]["enum"] == ["password"]
+    assert schema["properties"]["grant_type"]["enum"] == [
+        "password",
+        "refresh_token",
+        "client_credentials",
+    ]
     assert schema["properties"]["password"]["format"] == "password"
 
 

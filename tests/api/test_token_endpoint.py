@@ -89,7 +89,7 @@ def test_password_grant_returns_bearer_token_response(
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"access_token", "token_type", "expires_in", "scope"}
+    assert set(body) == {"access_token", "token_type", "expires_in", "scope", "refresh_token"}
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == settings.access_token_ttl
     assert body["scope"] == ""
@@ -226,7 +226,7 @@ def test_form_client_id_is_recorded_in_token(client: TestClient, user: dict[str,
     ("form", "authorization"),
     [
         pytest.param(login_form(), basic("cli"), id="no-form-client-id"),
-        pytest.param(login_form(client_id="cli"), basic("cli", "unused"), id="matching-form"),
+        pytest.param(login_form(client_id="cli"), basic("cli"), id="matching-form"),
     ],
 )
 def test_basic_auth_user_part_is_the_client_id(
@@ -522,7 +522,13 @@ def test_unknown_parameters_are_ignored(client: TestClient, user: dict[str, Any]
 
 @pytest.mark.parametrize(
     "grant_type",
-    ["client_credentials", "authorization_code", "refresh_token", "PASSWORD", "urn:x:custom"],
+    [
+        "authorization_code",
+        "implicit",
+        "urn:ietf:params:oauth:grant-type:device_code",
+        "PASSWORD",
+        "urn:x:custom",
+    ],
 )
 def test_unknown_grant_type_is_unsupported_grant_type(
     client: TestClient, user: dict[str, Any], grant_type: str
@@ -535,7 +541,7 @@ def test_unknown_grant_type_is_unsupported_grant_type(
 
 
 def test_unsupported_grant_type_needs_no_other_parameters(client: TestClient) -> None:
-    response = client.post(TOKEN_URL, data={"grant_type": "client_credentials"})
+    response = client.post(TOKEN_URL, data={"grant_type": "authorization_code"})
 
     assert_oauth_error(response, 400, "unsupported_grant_type")
 

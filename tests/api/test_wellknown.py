@@ -137,8 +137,12 @@ def test_metadata_urls_resolve_on_this_server(client: TestClient) -> None:
     assert client.post(token_path, data={"grant_type": "x"}).status_code == 400
 
 
-def test_metadata_supports_only_the_password_grant(client: TestClient) -> None:
-    assert client.get(METADATA_URL).json()["grant_types_supported"] == ["password"]
+def test_metadata_lists_the_three_grants(client: TestClient) -> None:
+    assert client.get(METADATA_URL).json()["grant_types_supported"] == [
+        "password",
+        "refresh_token",
+        "client_credentials",
+    ]
 
 
 def test_metadata_lists_builtin_admin_scope(client: TestClient) -> None:
@@ -161,8 +165,25 @@ def test_metadata_lists_scope_created_through_admin_api(
     assert "reports:read" in scopes
 
 
-def test_metadata_token_endpoint_auth_methods_are_none(client: TestClient) -> None:
-    assert client.get(METADATA_URL).json()["token_endpoint_auth_methods_supported"] == ["none"]
+def test_metadata_lists_client_authentication_methods(client: TestClient) -> None:
+    metadata = client.get(METADATA_URL).json()
+
+    assert metadata["token_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+        "none",
+    ]
+    assert metadata["introspection_endpoint"] == f"{metadata['issuer']}/oauth2/introspect"
+    assert metadata["introspection_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+    ]
+    assert metadata["revocation_endpoint"] == f"{metadata['issuer']}/oauth2/revoke"
+    assert metadata["revocation_endpoint_auth_methods_supported"] == [
+        "client_secret_basic",
+        "client_secret_post",
+        "none",
+    ]
 
 
 def test_metadata_declares_no_response_types(client: TestClient) -> None:

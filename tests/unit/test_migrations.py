@@ -8,7 +8,7 @@ from sqlalchemy import inspect, select
 
 from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
-from authsvc.db.migrate import current_revision, upgrade
+from authsvc.db.migrate import current_revision, head_revision, upgrade
 from authsvc.db.models import Base, Scope
 
 
@@ -26,7 +26,7 @@ def test_upgrade_is_idempotent_and_reaches_head(settings: Settings, migrated: No
     engine = build_engine(settings)
     try:
         upgrade(engine)
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == head_revision() == "0002"
         assert {"users", "scopes", "user_scopes"} <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()

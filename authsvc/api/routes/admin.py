@@ -9,7 +9,16 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from authsvc.api.deps import AdminUser, ContextDep, SessionDep, require_scopes
 from authsvc.db.models import User
-from authsvc.schemas import AdminUserUpdate, ScopeCreate, ScopeOut, UserCreate, UserOut, UserPage
+from authsvc.schemas import (
+    AdminUserUpdate,
+    ScopeCreate,
+    ScopeOut,
+    SessionOut,
+    UserCreate,
+    UserOut,
+    UserPage,
+)
+from authsvc.services.sessions import SessionService
 from authsvc.services.users import (
     NewUser,
     ScopeExistsError,
@@ -102,6 +111,34 @@ def delete_user(user_id: uuid.UUID, admin: AdminUser, session: SessionDep) -> Re
     if user.id == admin.id:
         raise HTTPException(status.HTTP_409_CONFLICT, "Admins cannot delete themselves")
     service.delete(user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/users/{user_id}/sessions", response_model=list[SessionOut])
+def list_user_sessions(
+    user_id: uuid.UUID, session: SessionDep, ctx: ContextDep
+) -> list[SessionOut]:
+    user = _get_user_or_404(UserService(session), user_id)
+    families = SessionService(session, ctx.settings.refresh_token_ttl).list_for_user(user.id)
+    return [SessionOut.model_validate(family) for family in families]
+
+
+@router.delete("/users/{user_id}/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_user_session(
+    user_id: uuid.UUID, session_id: uuid.UUID, session: SessionDep, ctx: ContextDep
+) -> Response:
+    user = _get_user_or_404(UserService(session), user_id)
+    service = SessionService(session, ctx.settings.refresh_token_ttl)
+    if not service.revoke_family(session_id, user_id=user.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Session not found")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/users/{user_id}/revoke-sessions", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_all_user_sessions(user_id: uuid.UUID, session: SessionDep, ctx: ContextDep) -> Response:
+    """End every session and refuse every access token issued until now (the cutoff)."""
+    user = _get_user_or_404(UserService(session), user_id)
+    SessionService(session, ctx.settings.refresh_token_ttl).revoke_all_for_user(user.id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from authsvc.api.deps import ContextDep
 from authsvc.oauth2.errors import NO_STORE_HEADERS
@@ -20,11 +20,16 @@ _FORM_SCHEMA = {
                     "type": "object",
                     "required": ["grant_type"],
                     "properties": {
-                        "grant_type": {"type": "string", "enum": ["password"]},
+                        "grant_type": {
+                            "type": "string",
+                            "enum": ["password", "refresh_token", "client_credentials"],
+                        },
                         "username": {"type": "string"},
                         "password": {"type": "string", "format": "password"},
+                        "refresh_token": {"type": "string"},
                         "scope": {"type": "string", "description": "space-separated scopes"},
                         "client_id": {"type": "string"},
+                        "client_secret": {"type": "string", "format": "password"},
                     },
                 }
             }
@@ -46,3 +51,23 @@ _FORM_SCHEMA = {
 async def issue_token(request: Request, ctx: ContextDep) -> JSONResponse:
     body = await ctx.token_endpoint.handle(request)
     return JSONResponse(body, headers=NO_STORE_HEADERS)
+
+
+@router.post(
+    "/oauth2/introspect",
+    summary="Introspect a token (RFC 7662)",
+    responses={401: {"description": "invalid_client"}},
+)
+async def introspect_token(request: Request, ctx: ContextDep) -> JSONResponse:
+    body = await ctx.introspection_endpoint.handle(request)
+    return JSONResponse(body, headers=NO_STORE_HEADERS)
+
+
+@router.post(
+    "/oauth2/revoke",
+    summary="Revoke a token (RFC 7009)",
+    responses={401: {"description": "invalid_client"}},
+)
+async def revoke_token(request: Request, ctx: ContextDep) -> Response:
+    await ctx.revocation_endpoint.handle(request)
+    return Response(status_code=200, headers=NO_STORE_HEADERS)

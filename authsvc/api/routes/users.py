@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
+
 from fastapi import APIRouter, HTTPException, Response, status
 
 from authsvc.api.deps import ContextDep, CurrentUser, SessionDep
-from authsvc.schemas import PasswordChange, UserOut, UserSelfUpdate
+from authsvc.schemas import PasswordChange, SessionOut, UserOut, UserSelfUpdate
+from authsvc.services.sessions import SessionService
 from authsvc.services.users import UserService
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -29,4 +32,20 @@ def change_my_password(
     if not ok:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "The current password is incorrect")
     UserService(session).update(user, {"password_hash": ctx.hasher.hash(body.new_password)})
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me/sessions", response_model=list[SessionOut])
+def list_my_sessions(user: CurrentUser, session: SessionDep, ctx: ContextDep) -> list[SessionOut]:
+    sessions = SessionService(session, ctx.settings.refresh_token_ttl).list_for_user(user.id)
+    return [SessionOut.model_validate(family) for family in sessions]
+
+
+@router.delete("/me/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_my_session(
+    session_id: uuid.UUID, user: CurrentUser, session: SessionDep, ctx: ContextDep
+) -> Response:
+    service = SessionService(session, ctx.settings.refresh_token_ttl)
+    if not service.revoke_family(session_id, user_id=user.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Session not found")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

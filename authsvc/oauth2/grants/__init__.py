@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from authsvc.oauth2.grants.client_credentials import ClientCredentialsGrant
 from authsvc.oauth2.grants.password import PasswordGrant
+from authsvc.oauth2.grants.refresh_token import RefreshTokenGrant
 
 if TYPE_CHECKING:
     from authsvc.context import AppContext
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def build_grants(ctx: AppContext) -> list[Grant]:
-    return [PasswordGrant(ctx)]
+    return [PasswordGrant(ctx), RefreshTokenGrant(ctx), ClientCredentialsGrant(ctx)]
 
 
-__all__ = ["PasswordGrant", "build_grants"]
+__all__ = ["ClientCredentialsGrant", "PasswordGrant", "RefreshTokenGrant", "build_grants"]

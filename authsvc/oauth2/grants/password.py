@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from authsvc.oauth2.client_auth import identify_client
 from authsvc.oauth2.errors import InvalidGrantError
+from authsvc.oauth2.grants.base import BaseGrant
 from authsvc.oauth2.scope import grant_scopes, parse_scope
 from authsvc.oauth2.token_endpoint import TokenRequest
-from authsvc.security.tokens import build_access_token_claims
+from authsvc.services.clients import REFRESH_TOKEN_GRANT
+from authsvc.services.sessions import SessionService
 from authsvc.services.users import UserService
-
-if TYPE_CHECKING:
-    from authsvc.context import AppContext
 
 # One message for unknown user, wrong password and disabled account (no user enumeration).
 INVALID_CREDENTIALS = "Invalid username or password"
@@ -32,11 +30,8 @@ class _Candidate:
     scopes: tuple[str, ...]
 
 
-class PasswordGrant:
+class PasswordGrant(BaseGrant):
     GRANT_TYPE = "password"
-
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
 
     def _load(self, username: str) -> _Candidate | None:
         with self.ctx.sessionmaker() as session:
@@ -55,11 +50,17 @@ class PasswordGrant:
         with self.ctx.sessionmaker() as session:
             UserService(session).set_password_hash(user_id, password_hash)
 
+    def _start_session(self, user_id: uuid.UUID, client_id: str, scopes: list[str]) -> str:
+        with self.ctx.sessionmaker() as session:
+            return SessionService(session, self.ctx.settings.refresh_token_ttl).start(
+                user_id, client_id, scopes
+            )
+
     async def issue(self, request: TokenRequest) -> dict[str, Any]:
         username = request.require("username")
         password = request.require("password")
-        client_id = identify_client(request.authorization, request.get("client_id"))
         requested = parse_scope(request.get("scope"))
+        client = await self.client(request)
 
         candidate = None
         if len(username) <= MAX_CREDENTIAL_LENGTH:
@@ -74,20 +75,16 @@ class PasswordGrant:
         if new_hash is not None:
             await run_in_threadpool(self._store_rehash, candidate.id, new_hash)
 
-        scopes = grant_scopes(requested, candidate.scopes)
-        settings = self.ctx.settings
-        claims = build_access_token_claims(
-            issuer=settings.issuer,
-            audience=settings.audience,
+        scopes = grant_scopes(requested, client.restrict(candidate.scopes))
+        refresh_token = None
+        if REFRESH_TOKEN_GRANT in client.grant_types:
+            refresh_token = await run_in_threadpool(
+                self._start_session, candidate.id, client.client_id, scopes
+            )
+        return self.access_token_response(
             subject=str(candidate.id),
-            client_id=client_id,
+            client_id=client.client_id,
             scopes=scopes,
-            ttl=settings.access_token_ttl,
-            extra={"preferred_username": candidate.username},
+            username=candidate.username,
+            refresh_token=refresh_token,
         )
-        return {
-            "access_token": self.ctx.signer.sign(claims),
-            "token_type": "Bearer",
-            "expires_in": settings.access_token_ttl,
-            "scope": " ".join(scopes),
-        }

@@ -1,0 +1,82 @@
+"""Token introspection (RFC 7662): is this token active, and what does it stand for?
+
+Only authenticated confidential clients may ask (§2.1: the endpoint MUST be protected). The
+answer for anything unusable is exactly ``{"active": false}`` (§2.2): expired, revoked,
+malformed, of a disabled or deleted user, or never issued; we never say which.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from authsvc.oauth2.client_auth import extract_credentials
+from authsvc.oauth2.token_checks import is_client_token, token_is_live
+from authsvc.oauth2.token_endpoint import read_token_request
+from authsvc.security.tokens import MAX_TOKEN_BYTES, TokenValidationError
+from authsvc.services.sessions import SessionService
+
+if TYPE_CHECKING:
+    from authsvc.context import AppContext
+
+INACTIVE: dict[str, Any] = {"active": False}
+_ACCESS_CLAIMS = ("scope", "client_id", "exp", "iat", "nbf", "sub", "aud", "iss", "jti")
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2
+
+
+class IntrospectionEndpoint:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    async def handle(self, request: Request) -> dict[str, Any]:
+        token_request = await read_token_request(request)
+        credentials = extract_credentials(token_request.authorization, token_request.params)
+        await run_in_threadpool(
+            self.ctx.client_authenticator.authenticate, credentials, require_confidential=True
+        )
+        token = token_request.require("token")
+        # §2.1: token_type_hint is only a hint; an unknown one is ignored, not an error.
+        return await run_in_threadpool(self.introspect, token)
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        if len(token) > MAX_TOKEN_BYTES:
+            return dict(INACTIVE)
+        if looks_like_jwt(token):
+            return self._access_token(token)
+        return self._refresh_token(token)
+
+    def _access_token(self, token: str) -> dict[str, Any]:
+        try:
+            claims = self.ctx.verifier.verify(token)
+        except TokenValidationError:
+            return dict(INACTIVE)
+        with self.ctx.sessionmaker() as session:
+            if not token_is_live(session, claims):
+                return dict(INACTIVE)
+        answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}
+        answer.update({name: claims[name] for name in _ACCESS_CLAIMS if name in claims})
+        if not is_client_token(claims) and "preferred_username" in claims:
+            answer["username"] = claims["preferred_username"]
+        return answer
+
+    def _refresh_token(self, token: str) -> dict[str, Any]:
+        with self.ctx.sessionmaker() as session:
+            info = SessionService(session, self.ctx.settings.refresh_token_ttl).describe(token)
+        if info is None or not info.active:
+            return dict(INACTIVE)
+        return {
+            "active": True,
+            "token_type": "refresh_token",
+            "scope": info.scope,
+            "client_id": info.client_id,
+            "username": info.username,
+            "sub": str(info.user_id),
+            "iss": self.ctx.settings.issuer,
+            "exp": int(info.expires_at.timestamp()),
+            "iat": int(info.issued_at.timestamp()),
+        }

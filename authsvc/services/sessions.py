@@ -1,0 +1,308 @@
+"""Sessions: refresh token families, rotation with reuse detection, and access-token revocation.
+
+A *family* is one sign-in: the password grant starts it, each refresh consumes the presented
+token and adds its successor (RFC 9700 §4.14.2). Presenting a consumed token again means two
+parties hold the chain, so the whole family is revoked. Refresh tokens are 256 random bits and
+only their SHA-256 is stored: a database leak yields nothing a client could present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from authsvc.db.models import RefreshFamily, RefreshToken, RevokedAccessToken, User, utcnow
+from authsvc.oauth2.errors import InvalidScopeError
+from authsvc.oauth2.scope import grant_scopes
+
+
+class RefreshTokenError(Exception):
+    """The refresh token cannot be used; ``reuse`` tells that its family was just revoked."""
+
+    def __init__(self, reason: str, *, reuse: bool = False) -> None:
+        super().__init__(reason)
+        self.reuse = reuse
+
+
+def hash_refresh_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    refresh_token: str
+    user_id: uuid.UUID
+    username: str
+    client_id: str
+    scopes: list[str]
+    family_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class RefreshTokenInfo:
+    """What introspection may say about a refresh token (RFC 7662 §2.2)."""
+
+    active: bool
+    user_id: uuid.UUID
+    username: str | None
+    client_id: str
+    scope: str
+    issued_at: datetime
+    expires_at: datetime
+    family_id: uuid.UUID
+
+
+def cutoff_timestamp(cutoff: datetime | None) -> int | None:
+    """Tokens whose ``iat`` is below this are refused; rounded up so a token issued in the same
+    second as the revocation is refused too (iat has whole-second precision)."""
+    return None if cutoff is None else math.ceil(cutoff.timestamp())
+
+
+def revoke_user_families(session: Session, user_id: uuid.UUID, now: datetime) -> int:
+    """Revoke every live family of a user, inside the caller's transaction."""
+    result = session.execute(
+        update(RefreshFamily)
+        .where(RefreshFamily.user_id == user_id, RefreshFamily.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return _rowcount(result)
+
+
+def _rowcount(result: object) -> int:
+    return result.rowcount if isinstance(result, CursorResult) else 0
+
+
+class SessionService:
+    def __init__(self, session: Session, refresh_ttl: int) -> None:
+        self.session = session
+        self.refresh_ttl = timedelta(seconds=refresh_ttl)
+
+    # --- refresh tokens ---------------------------------------------------------------------
+
+    def start(self, user_id: uuid.UUID, client_id: str, scopes: list[str]) -> str:
+        now = utcnow()
+        family = RefreshFamily(
+            user_id=user_id,
+            client_id=client_id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + self.refresh_ttl,
+        )
+        self.session.add(family)
+        self.session.flush()
+        token = self._add_token(family.id, " ".join(scopes), now)
+        self.session.commit()
+        return token
+
+    def _add_token(self, family_id: uuid.UUID, scope: str, now: datetime) -> str:
+        token = new_refresh_token()
+        self.session.add(
+            RefreshToken(
+                token_hash=hash_refresh_token(token),
+                family_id=family_id,
+                scope=scope,
+                created_at=now,
+                expires_at=now + self.refresh_ttl,
+            )
+        )
+        return token
+
+    def rotate(
+        self,
+        token: str,
+        client_id: str,
+        requested: list[str] | None,
+        client_scopes: frozenset[str] | None = None,
+    ) -> Rotation:
+        """Consume ``token`` and issue its successor in one transaction (RFC 6749 §6).
+
+        The consuming UPDATE is conditional (not yet consumed, not expired, family live and
+        owned by this client), so of concurrent refreshes exactly one changes a row; and it is
+        the transaction's first statement, so SQLite takes its write lock before reading.
+        """
+        now = utcnow()
+        token_hash = hash_refresh_token(token)
+        live_family = select(RefreshFamily.id).where(
+            RefreshFamily.client_id == client_id, RefreshFamily.revoked_at.is_(None)
+        )
+        consumed = self.session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.token_hash == token_hash,
+                RefreshToken.consumed_at.is_(None),
+                RefreshToken.expires_at > now,
+                RefreshToken.family_id.in_(live_family),
+            )
+            .values(consumed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if _rowcount(consumed) != 1:
+            self.session.rollback()
+            self._explain_refusal(token_hash, client_id, now)
+        row = self.session.execute(
+            select(RefreshToken, RefreshFamily, User)
+            .join(RefreshFamily, RefreshToken.family_id == RefreshFamily.id)
+            .join(User, RefreshFamily.user_id == User.id)
+            .where(RefreshToken.token_hash == token_hash)
+        ).one()
+        refresh, family, user = row.tuple()
+        if not user.is_active:
+            self.session.rollback()
+            raise RefreshTokenError("the user is disabled")
+        # Never wider than the original grant, and never beyond what the user and the client
+        # may hold today (RFC 6749 §6).
+        allowed = set(refresh.scope.split()) & set(user.scope_names)
+        if client_scopes is not None:
+            allowed &= client_scopes
+        try:
+            scopes = grant_scopes(requested, allowed)
+        except InvalidScopeError:
+            self.session.rollback()
+            raise
+        successor = self._add_token(family.id, refresh.scope, now)
+        family.last_used_at = now
+        family.expires_at = now + self.refresh_ttl
+        result = Rotation(
+            refresh_token=successor,
+            user_id=user.id,
+            username=user.username,
+            client_id=family.client_id,
+            scopes=scopes,
+            family_id=family.id,
+        )
+        self.session.commit()
+        return result
+
+    def _explain_refusal(self, token_hash: str, client_id: str, now: datetime) -> None:
+        row = self.session.execute(
+            select(RefreshToken, RefreshFamily)
+            .join(RefreshFamily, RefreshToken.family_id == RefreshFamily.id)
+            .where(RefreshToken.token_hash == token_hash)
+        ).first()
+        if row is None:
+            raise RefreshTokenError("unknown refresh token")
+        refresh, family = row.tuple()
+        if family.client_id != client_id:
+            raise RefreshTokenError("the refresh token was issued to another client")
+        if refresh.consumed_at is not None and family.revoked_at is None:
+            # RFC 9700 §4.14.2: a consumed token presented again means it was stolen or
+            # replayed; revoke the family so the newest token stops working too.
+            family.revoked_at = now
+            self.session.commit()
+            raise RefreshTokenError("refresh token reused; session revoked", reuse=True)
+        raise RefreshTokenError("the refresh token is expired or revoked")
+
+    def describe(self, token: str) -> RefreshTokenInfo | None:
+        row = self.session.execute(
+            select(RefreshToken, RefreshFamily, User)
+            .join(RefreshFamily, RefreshToken.family_id == RefreshFamily.id)
+            .join(User, RefreshFamily.user_id == User.id)
+            .where(RefreshToken.token_hash == hash_refresh_token(token))
+        ).first()
+        if row is None:
+            return None
+        refresh, family, user = row.tuple()
+        active = (
+            refresh.consumed_at is None
+            and family.revoked_at is None
+            and refresh.expires_at > utcnow()
+            and user.is_active
+        )
+        return RefreshTokenInfo(
+            active=active,
+            user_id=user.id,
+            username=user.username,
+            client_id=family.client_id,
+            scope=refresh.scope,
+            issued_at=refresh.created_at,
+            expires_at=refresh.expires_at,
+            family_id=family.id,
+        )
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def list_for_user(self, user_id: uuid.UUID) -> list[RefreshFamily]:
+        return list(
+            self.session.scalars(
+                select(RefreshFamily)
+                .where(
+                    RefreshFamily.user_id == user_id,
+                    RefreshFamily.revoked_at.is_(None),
+                    RefreshFamily.expires_at > utcnow(),
+                )
+                .order_by(RefreshFamily.created_at.desc())
+            ).all()
+        )
+
+    def revoke_family(self, family_id: uuid.UUID, *, user_id: uuid.UUID | None = None) -> bool:
+        """Revoke one family (of ``user_id`` when given); False when there is no such session."""
+        query = update(RefreshFamily).where(
+            RefreshFamily.id == family_id, RefreshFamily.revoked_at.is_(None)
+        )
+        if user_id is not None:
+            query = query.where(RefreshFamily.user_id == user_id)
+        changed = _rowcount(self.session.execute(query.values(revoked_at=utcnow())))
+        self.session.commit()
+        return changed == 1
+
+    def revoke_all_for_user(self, user_id: uuid.UUID) -> None:
+        """Revoke every family and refuse every access token issued until now."""
+        now = utcnow()
+        revoke_user_families(self.session, user_id, now)
+        self.session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=now))
+        self.session.commit()
+
+    def revoke_for_client(self, client_id: str) -> None:
+        self.session.execute(
+            update(RefreshFamily)
+            .where(RefreshFamily.client_id == client_id, RefreshFamily.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+
+    # --- the access-token denylist ----------------------------------------------------------
+
+    def deny_access_token(self, jti: str, expires_at: datetime) -> None:
+        if self.session.get(RevokedAccessToken, jti) is not None:
+            return
+        self.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
+        try:
+            self.session.commit()
+        except IntegrityError:
+            # A concurrent revocation of the same token got there first: same outcome.
+            self.session.rollback()
+
+    def is_denied(self, jti: str) -> bool:
+        return self.session.get(RevokedAccessToken, jti) is not None
+
+    # --- housekeeping -----------------------------------------------------------------------
+
+    def purge_expired(self) -> dict[str, int]:
+        """Drop what can never be used again: expired tokens, sessions and denylist entries."""
+        now = utcnow()
+        counts = {
+            "refresh_tokens": _rowcount(
+                self.session.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now))
+            ),
+            "sessions": _rowcount(
+                self.session.execute(delete(RefreshFamily).where(RefreshFamily.expires_at <= now))
+            ),
+            "denylist": _rowcount(
+                self.session.execute(
+                    delete(RevokedAccessToken).where(RevokedAccessToken.expires_at <= now)
+                )
+            ),
+        }
+        self.session.commit()
+        return counts
