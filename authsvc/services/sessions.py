@@ -14,6 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -185,7 +186,7 @@ class SessionService:
         self.session.commit()
         return result
 
-    def _explain_refusal(self, token_hash: str, client_id: str, now: datetime) -> None:
+    def _explain_refusal(self, token_hash: str, client_id: str, now: datetime) -> NoReturn:
         row = self.session.execute(
             select(RefreshToken, RefreshFamily)
             .join(RefreshFamily, RefreshToken.family_id == RefreshFamily.id)
