@@ -158,7 +158,7 @@ class SessionService:
             .join(User, RefreshFamily.user_id == User.id)
             .where(RefreshToken.token_hash == token_hash)
         ).one()
-        refresh, family, user = row.tuple()
+        refresh, family, user = row
         if not user.is_active:
             self.session.rollback()
             raise RefreshTokenError("the user is disabled")
@@ -194,7 +194,7 @@ class SessionService:
         ).first()
         if row is None:
             raise RefreshTokenError("unknown refresh token")
-        refresh, family = row.tuple()
+        refresh, family = row
         if family.client_id != client_id:
             raise RefreshTokenError("the refresh token was issued to another client")
         if refresh.consumed_at is not None and family.revoked_at is None:
@@ -214,7 +214,7 @@ class SessionService:
         ).first()
         if row is None:
             return None
-        refresh, family, user = row.tuple()
+        refresh, family, user = row
         active = (
             refresh.consumed_at is None
             and family.revoked_at is None
