@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import anyio
 from fastapi import FastAPI, Request
@@ -37,7 +38,8 @@ async def purge_forever(ctx: AppContext) -> None:
 
     def purge_once() -> dict[str, int]:
         with ctx.sessionmaker() as session:
-            return SessionService(session, ctx.settings.refresh_token_ttl).purge_expired()
+            service = SessionService(session, ctx.settings.refresh_token_ttl)
+            return service.purge_expired(timedelta(seconds=ctx.settings.jwt_leeway))
 
     while True:
         await anyio.sleep(ctx.settings.purge_interval)

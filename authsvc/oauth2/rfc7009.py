@@ -52,8 +52,10 @@ class RevocationEndpoint:
                     # Forged, malformed or already expired: nothing that works to revoke.
                     return
                 if claims.get("client_id") == client.client_id:
+                    # Kept until the verifier would refuse the token anyway: exp plus leeway.
+                    until = claims["exp"] + self.ctx.settings.jwt_leeway
                     service.deny_access_token(
-                        str(claims["jti"]), datetime.fromtimestamp(claims["exp"], UTC)
+                        str(claims["jti"]), datetime.fromtimestamp(until, UTC)
                     )
                 return
             info = service.describe(token)

@@ -289,9 +289,13 @@ class SessionService:
 
     # --- housekeeping -----------------------------------------------------------------------
 
-    def purge_expired(self) -> dict[str, int]:
-        """Drop what can never be used again: expired tokens, sessions and denylist entries."""
-        now = utcnow()
+    def purge_expired(self, grace: timedelta = timedelta(0)) -> dict[str, int]:
+        """Drop what can never be used again: expired tokens, sessions and denylist entries.
+
+        ``grace`` (the verifier's leeway) keeps rows a little longer, so a denylisted token
+        is never released while a clock-skew allowance could still accept it.
+        """
+        now = utcnow() - grace
         counts = {
             "refresh_tokens": _rowcount(
                 self.session.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now))
