@@ -20,7 +20,7 @@ from authsvc.context import AppContext
 from authsvc.db.models import User
 from authsvc.oauth2.errors import (
     InsufficientScopeError,
-    InvalidRequestError,
+    InvalidBearerRequestError,
     InvalidTokenError,
     MissingTokenError,
 )
@@ -63,7 +63,7 @@ async def get_bearer_token(
     if not headers:
         raise MissingTokenError()
     if len(headers) > 1:
-        raise InvalidRequestError("More than one Authorization header")
+        raise InvalidBearerRequestError("More than one Authorization header")
     scheme, _, token = headers[0].partition(" ")
     if scheme.lower() != "bearer":
         # RFC 6750 §3.1: another scheme means the client did not try Bearer; no error code.

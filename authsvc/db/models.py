@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     TypeDecorator,
     Uuid,
 )
@@ -145,7 +146,7 @@ class RefreshToken(Base):
     family_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("refresh_families.id", ondelete="CASCADE"), index=True
     )
-    scope: Mapped[str] = mapped_column(String(2048), default="")
+    scope: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

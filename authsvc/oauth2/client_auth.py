@@ -61,7 +61,8 @@ def parse_basic_credentials(header: str) -> tuple[str, str]:
         raise InvalidClientError("Unsupported client authentication scheme")
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):
+        # ValueError covers non-ASCII input to b64decode and UnicodeDecodeError alike.
         raise InvalidClientError("Malformed Basic credentials") from None
     client_id, sep, secret = decoded.partition(":")
     if not sep:

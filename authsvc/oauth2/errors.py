@@ -123,6 +123,13 @@ class MissingTokenError(BearerError):
         return {"detail": self.description}
 
 
+class InvalidBearerRequestError(BearerError):
+    """RFC 6750 §3.1 invalid_request: a malformed request to a protected resource."""
+
+    error = "invalid_request"
+    status_code = 400
+
+
 class InvalidTokenError(BearerError):
     error = "invalid_token"
     default_description = "The access token is invalid"

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from authsvc.oauth2.client_auth import extract_credentials
-from authsvc.oauth2.token_checks import is_client_token, token_is_live
+from authsvc.oauth2.token_checks import is_client_token, live_scope
 from authsvc.oauth2.token_endpoint import read_token_request
 from authsvc.security.tokens import MAX_TOKEN_BYTES, TokenValidationError
 from authsvc.services.sessions import SessionService
@@ -56,10 +56,12 @@ class IntrospectionEndpoint:
         except TokenValidationError:
             return dict(INACTIVE)
         with self.ctx.sessionmaker() as session:
-            if not token_is_live(session, claims):
-                return dict(INACTIVE)
+            scope = live_scope(session, claims)
+        if scope is None:
+            return dict(INACTIVE)
         answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}
         answer.update({name: claims[name] for name in _ACCESS_CLAIMS if name in claims})
+        answer["scope"] = scope
         if not is_client_token(claims) and "preferred_username" in claims:
             answer["username"] = claims["preferred_username"]
         return answer

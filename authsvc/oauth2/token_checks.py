@@ -17,10 +17,20 @@ from authsvc.services.clients import ClientService
 from authsvc.services.sessions import cutoff_timestamp
 
 
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
 def is_client_token(claims: dict[str, Any]) -> bool:
-    # client_credentials tokens carry the client as subject (RFC 9068 §2.2); user ids are
-    # UUIDs and registered client ids are not, so the two never collide.
-    return claims.get("sub") == claims.get("client_id")
+    # client_credentials tokens carry the client as subject (RFC 9068 §2.2). User ids are
+    # UUIDs and registered client ids never are; a public client calling itself by the user's
+    # UUID must not turn a user token into a client token.
+    sub = claims.get("sub")
+    return sub == claims.get("client_id") and not _is_uuid(sub)
 
 
 def denied(session: Session, jti: str) -> bool:
@@ -54,13 +64,23 @@ def live_user(session: Session, claims: dict[str, Any]) -> User:
     return user
 
 
-def token_is_live(session: Session, claims: dict[str, Any]) -> bool:
+def live_scope(session: Session, claims: dict[str, Any]) -> str | None:
+    """The scope the token still carries, or None when the token is no longer live.
+
+    The token's scope narrowed to what its user (or, for client tokens, its client) holds
+    today, so introspection never vouches for a scope that was taken away.
+    """
+    granted = str(claims.get("scope") or "").split()
     if is_client_token(claims):
-        return not denied(session, str(claims["jti"])) and (
-            ClientService(session).get(str(claims["client_id"])) is not None
-        )
-    try:
-        live_user(session, claims)
-    except TokenRevokedError:
-        return False
-    return True
+        if denied(session, str(claims["jti"])):
+            return None
+        client = ClientService(session).get(str(claims["client_id"]))
+        if client is None:
+            return None
+        held = set(client.scopes)
+    else:
+        try:
+            held = set(live_user(session, claims).scope_names)
+        except TokenRevokedError:
+            return None
+    return " ".join(scope for scope in granted if scope in held)

@@ -21,6 +21,9 @@ from passlib.context import CryptContext
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 128
 BCRYPT_MAX_BYTES = 72
+# Longer candidates are refused without hashing them (passlib raises beyond 4096); the same
+# bcrypt work is still spent, on a fixed input, so length does not shorten the answer.
+MAX_VERIFY_LENGTH = 1024
 
 
 def normalize_password(password: str) -> str:
@@ -65,6 +68,9 @@ class PasswordHasher:
         stored hash is a failed login, never an exception.
         """
         normalized = normalize_password(password)
+        if len(normalized) > MAX_VERIFY_LENGTH:
+            self._context.verify("x" * MIN_PASSWORD_LENGTH, self._dummy_hash)
+            return False, None
         if password_hash is None:
             self._context.verify(normalized, self._dummy_hash)
             return False, None

@@ -92,8 +92,20 @@ class SessionService:
 
     # --- refresh tokens ---------------------------------------------------------------------
 
-    def start(self, user_id: uuid.UUID, client_id: str, scopes: list[str]) -> str:
+    def start(
+        self, user_id: uuid.UUID, client_id: str, scopes: list[str], *, password_hash: str
+    ) -> str:
+        """Start a family for a login that verified ``password_hash``.
+
+        Re-checked here because bcrypt ran in between: if the password was reset or the user
+        disabled meanwhile, that reset already revoked the user's families and this login must
+        not open a new one.
+        """
         now = utcnow()
+        user = self.session.get(User, user_id)
+        if user is None or not user.is_active or user.password_hash != password_hash:
+            self.session.rollback()
+            raise RefreshTokenError("the password changed during the login")
         family = RefreshFamily(
             user_id=user_id,
             client_id=client_id,
@@ -221,12 +233,14 @@ class SessionService:
             and refresh.expires_at > utcnow()
             and user.is_active
         )
+        held = set(user.scope_names)
         return RefreshTokenInfo(
             active=active,
             user_id=user.id,
             username=user.username,
             client_id=family.client_id,
-            scope=refresh.scope,
+            # What a refresh would grant today: never a scope the user has since lost.
+            scope=" ".join(scope for scope in refresh.scope.split() if scope in held),
             issued_at=refresh.created_at,
             expires_at=refresh.expires_at,
             family_id=family.id,

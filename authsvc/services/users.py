@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,7 +45,10 @@ class UnknownScopeError(UserServiceError):
 def normalize_username(username: str) -> str:
     """NFKC so look-alike compatibility characters collapse; raises ``ValueError`` if invalid."""
     normalized = unicodedata.normalize("NFKC", username).strip()
-    if not USERNAME_PATTERN.match(normalized):
+    # The casefolded key can be longer than the name ("ß" -> "ss"); both must fit the pattern.
+    if not USERNAME_PATTERN.fullmatch(normalized) or not USERNAME_PATTERN.fullmatch(
+        normalized.casefold()
+    ):
         raise ValueError("username must be 1 to 150 letters, digits or . @ + - _ characters")
     return normalized
 
@@ -81,7 +84,7 @@ class UserService:
 
     def get_by_username(self, username: str) -> User | None:
         key = username_key(username)
-        if not USERNAME_PATTERN.match(key):
+        if not USERNAME_PATTERN.fullmatch(key):
             # No stored user can have this name; and some inputs (a NUL byte) are not even
             # valid PostgreSQL text, so they must not reach the query.
             return None
@@ -152,11 +155,16 @@ class UserService:
             raise
         return user
 
-    def set_password_hash(self, user_id: uuid.UUID, password_hash: str) -> None:
-        user = self.session.get(User, user_id)
-        if user is not None:
-            user.password_hash = password_hash
-            self.session.commit()
+    def set_password_hash(self, user_id: uuid.UUID, password_hash: str, *, expected: str) -> bool:
+        """Replace the hash only if it is still ``expected``: a login's upgrade-rehash must not
+        overwrite a password reset that landed while bcrypt was running."""
+        result = self.session.execute(
+            update(User)
+            .where(User.id == user_id, User.password_hash == expected)
+            .values(password_hash=password_hash)
+        )
+        self.session.commit()
+        return isinstance(result, CursorResult) and result.rowcount == 1
 
     def delete(self, user: User) -> None:
         self.session.delete(user)

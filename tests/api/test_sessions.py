@@ -42,6 +42,13 @@ USER_NOT_FOUND = {"detail": "User not found"}
 PURGE_DEADLINE = 15.0
 
 
+def current_hash(session: Session, user_id: uuid.UUID) -> str:
+    """The user's stored hash: SessionService.start re-checks it to catch a racing reset."""
+    user = session.get(User, user_id)
+    assert user is not None
+    return user.password_hash
+
+
 def alice_tokens(client: TestClient, **extra: str) -> dict[str, Any]:
     return password_login(client, "alice", USER_PASSWORD, **extra)
 
@@ -578,8 +585,11 @@ def seed_purge_rows(
     owner = uuid.UUID(user_id)
     with sessions() as session:
         service = SessionService(session, settings.refresh_token_ttl)
-        expired_family = family_of(session, service.start(owner, "public", []))
-        live_token = service.start(owner, "public", [])
+        password_hash = current_hash(session, owner)
+        expired_family = family_of(
+            session, service.start(owner, "public", [], password_hash=password_hash)
+        )
+        live_token = service.start(owner, "public", [], password_hash=password_hash)
         live_family = family_of(session, live_token)
         session.execute(
             update(RefreshFamily)
@@ -653,7 +663,11 @@ def test_purge_expired_deletes_the_tokens_of_an_expired_session_with_it(
     # must go with the family (ON DELETE CASCADE) rather than outlive it.
     with sessions() as session:
         service = SessionService(session, settings.refresh_token_ttl)
-        family_id = family_of(session, service.start(uuid.UUID(user["id"]), "public", []))
+        owner = uuid.UUID(user["id"])
+        family_id = family_of(
+            session,
+            service.start(owner, "public", [], password_hash=current_hash(session, owner)),
+        )
         session.execute(
             update(RefreshFamily).where(RefreshFamily.id == family_id).values(expires_at=past())
         )

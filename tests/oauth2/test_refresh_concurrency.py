@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
+from authsvc.db.models import User
 from authsvc.services.sessions import RefreshTokenError, Rotation, SessionService
 from tests.helpers import private_schema
 from tests.live_server import Server, generated_admin_password, server_factory
@@ -151,9 +152,12 @@ def sessions(settings: Settings, migrated: None) -> Iterator[sessionmaker[Sessio
 @pytest.fixture
 def started(user: dict[str, Any], sessions: sessionmaker[Session], settings: Settings) -> str:
     """A fresh refresh token of ``user`` for the client ``CLIENT_ID``."""
+    owner = uuid.UUID(user["id"])
     with sessions() as session:
+        stored = session.get(User, owner)
+        assert stored is not None
         return SessionService(session, settings.refresh_token_ttl).start(
-            uuid.UUID(user["id"]), CLIENT_ID, []
+            owner, CLIENT_ID, [], password_hash=stored.password_hash
         )
 
 

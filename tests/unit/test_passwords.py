@@ -16,6 +16,7 @@ from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.security.passwords import (
     MAX_PASSWORD_LENGTH,
+    MAX_VERIFY_LENGTH,
     MIN_PASSWORD_LENGTH,
     PasswordHasher,
     check_password_policy,
@@ -96,10 +97,17 @@ def test_passwords_differing_only_after_byte_72_do_not_match(
 
 
 def test_very_long_password_verifies_exactly(hasher: PasswordHasher) -> None:
-    password = "x" * 4096
+    password = "x" * MAX_VERIFY_LENGTH
 
     assert hasher.verify(password, hasher.hash(password)) == (True, None)
     assert hasher.verify(password[:-1] + "y", hasher.hash(password)) == (False, None)
+
+
+def test_password_beyond_verify_limit_is_refused_without_error(hasher: PasswordHasher) -> None:
+    password = "x" * (MAX_VERIFY_LENGTH + 1)
+
+    assert hasher.verify(password, hasher.hash("x" * 8)) == (False, None)
+    assert hasher.verify("x" * 5000, None) == (False, None)
 
 
 def test_nfd_password_verifies_against_nfc_hash(hasher: PasswordHasher) -> None:

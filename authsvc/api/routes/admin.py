@@ -47,7 +47,7 @@ def _get_user_or_404(service: UserService, user_id: uuid.UUID) -> User:
 @router.get("/users", response_model=UserPage)
 def list_users(
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> UserPage:
     users, total = UserService(session).page(offset=offset, limit=limit)

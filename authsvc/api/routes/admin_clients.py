@@ -39,7 +39,7 @@ def _invalid(exc: Exception) -> HTTPException:
 @router.get("", response_model=ClientPage)
 def list_clients(
     session: SessionDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ClientPage:
     clients, total = ClientService(session).page(offset=offset, limit=limit)

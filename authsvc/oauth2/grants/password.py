@@ -13,7 +13,7 @@ from authsvc.oauth2.grants.base import BaseGrant
 from authsvc.oauth2.scope import grant_scopes, parse_scope
 from authsvc.oauth2.token_endpoint import TokenRequest
 from authsvc.services.clients import REFRESH_TOKEN_GRANT
-from authsvc.services.sessions import SessionService
+from authsvc.services.sessions import RefreshTokenError, SessionService
 from authsvc.services.users import UserService
 
 # One message for unknown user, wrong password and disabled account (no user enumeration).
@@ -46,15 +46,19 @@ class PasswordGrant(BaseGrant):
                 scopes=tuple(user.scope_names),
             )
 
-    def _store_rehash(self, user_id: uuid.UUID, password_hash: str) -> None:
+    def _store_rehash(self, user_id: uuid.UUID, password_hash: str, old_hash: str) -> bool:
         with self.ctx.sessionmaker() as session:
-            UserService(session).set_password_hash(user_id, password_hash)
+            return UserService(session).set_password_hash(user_id, password_hash, expected=old_hash)
 
-    def _start_session(self, user_id: uuid.UUID, client_id: str, scopes: list[str]) -> str:
+    def _start_session(
+        self, user_id: uuid.UUID, client_id: str, scopes: list[str], password_hash: str
+    ) -> str:
         with self.ctx.sessionmaker() as session:
-            return SessionService(session, self.ctx.settings.refresh_token_ttl).start(
-                user_id, client_id, scopes
-            )
+            service = SessionService(session, self.ctx.settings.refresh_token_ttl)
+            try:
+                return service.start(user_id, client_id, scopes, password_hash=password_hash)
+            except RefreshTokenError:
+                raise InvalidGrantError(INVALID_CREDENTIALS) from None
 
     async def issue(self, request: TokenRequest) -> dict[str, Any]:
         username = request.require("username")
@@ -72,14 +76,21 @@ class PasswordGrant(BaseGrant):
         # and gets the same answer as a wrong password.
         if candidate is None or not ok or not candidate.is_active:
             raise InvalidGrantError(INVALID_CREDENTIALS)
+        current_hash = candidate.password_hash
         if new_hash is not None:
-            await run_in_threadpool(self._store_rehash, candidate.id, new_hash)
+            stored = await run_in_threadpool(
+                self._store_rehash, candidate.id, new_hash, candidate.password_hash
+            )
+            if not stored:
+                # The password was changed while we verified the old one.
+                raise InvalidGrantError(INVALID_CREDENTIALS)
+            current_hash = new_hash
 
         scopes = grant_scopes(requested, client.restrict(candidate.scopes))
         refresh_token = None
         if REFRESH_TOKEN_GRANT in client.grant_types:
             refresh_token = await run_in_threadpool(
-                self._start_session, candidate.id, client.client_id, scopes
+                self._start_session, candidate.id, client.client_id, scopes, current_hash
             )
         return self.access_token_response(
             subject=str(candidate.id),

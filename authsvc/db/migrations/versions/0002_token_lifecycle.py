@@ -54,7 +54,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False),
         sa.Column("family_id", sa.Uuid(), nullable=False),
-        sa.Column("scope", sa.String(2048), nullable=False),
+        sa.Column("scope", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("consumed_at", sa.DateTime(timezone=True), nullable=True),
