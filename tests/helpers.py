@@ -288,3 +288,51 @@ def authsvc_command() -> list[str]:
 
 def pem_files(keys_dir: Path) -> list[Path]:
     return sorted(keys_dir.glob("*.pem"))
+
+
+# --- OAuth2 clients and grants ---------------------------------------------------------------
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    """A client_secret_basic ``Authorization`` header (parts joined as-is, not form-encoded)."""
+    credentials = base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {credentials}"}
+
+
+def create_client(
+    client: TestClient, admin_headers: dict[str, str], name: str = "rs", **body: Any
+) -> dict[str, Any]:
+    """Register a client through POST /admin/clients (client_credentials unless ``grant_types``
+    says otherwise); returns its creation response body, secret included."""
+    response = client.post(
+        "/admin/clients",
+        headers=admin_headers,
+        json={"name": name, "grant_types": ["client_credentials"], **body},
+    )
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+def client_credentials_token(client: TestClient, registered: dict[str, Any]) -> str:
+    """A client_credentials access token for a confidential client from ``create_client``."""
+    response = client.post(
+        TOKEN_URL,
+        data={"grant_type": "client_credentials"},
+        headers=basic(registered["client_id"], registered["client_secret"]),
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def alice_tokens(client: TestClient, **extra: str) -> dict[str, Any]:
+    """The token response of a password grant for the seeded user ``alice``."""
+    return password_login(client, "alice", USER_PASSWORD, **extra)
+
+
+def refresh_grant(client: TestClient, refresh_token: str, **extra: str) -> httpx2.Response:
+    """POST a refresh_token grant (no client_id unless given) and return the response."""
+    return client.post(
+        TOKEN_URL, data={"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    )

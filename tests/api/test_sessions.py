@@ -24,14 +24,15 @@ from authsvc.oauth2.token_checks import REVOKED
 from authsvc.services.sessions import SessionService, cutoff_timestamp, hash_refresh_token
 from tests.helpers import (
     TOKEN_URL,
-    USER_PASSWORD,
     Forger,
+    alice_tokens,
     assert_insufficient_scope,
     assert_invalid_token,
     assert_not_authenticated,
     assert_oauth_error,
     bearer,
     password_login,
+    refresh_grant,
 )
 
 SESSION_FIELDS = {"id", "client_id", "created_at", "last_used_at", "expires_at"}
@@ -47,16 +48,6 @@ def current_hash(session: Session, user_id: uuid.UUID) -> str:
     user = session.get(User, user_id)
     assert user is not None
     return user.password_hash
-
-
-def alice_tokens(client: TestClient, **extra: str) -> dict[str, Any]:
-    return password_login(client, "alice", USER_PASSWORD, **extra)
-
-
-def refresh(client: TestClient, refresh_token: str, **extra: str) -> httpx2.Response:
-    return client.post(
-        TOKEN_URL, data={"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
-    )
 
 
 def my_sessions(client: TestClient, headers: dict[str, str]) -> list[dict[str, Any]]:
@@ -184,7 +175,7 @@ def test_refresh_keeps_the_session_and_moves_its_last_use_and_expiry(
     headers = bearer(tokens["access_token"])
     [before] = my_sessions(client, headers)
 
-    assert refresh(client, tokens["refresh_token"]).status_code == 200
+    assert refresh_grant(client, tokens["refresh_token"]).status_code == 200
 
     [after] = my_sessions(client, headers)
     assert after["id"] == before["id"]
@@ -239,7 +230,7 @@ def test_deleted_session_refresh_token_is_refused(client: TestClient, user: dict
 
     assert client.delete(f"/users/me/sessions/{session_id}", headers=headers).status_code == 204
 
-    assert_invalid_refresh(refresh(client, tokens["refresh_token"]))
+    assert_invalid_refresh(refresh_grant(client, tokens["refresh_token"]))
 
 
 def test_deleted_session_leaves_the_list_and_other_sessions_stay(
@@ -253,7 +244,7 @@ def test_deleted_session_leaves_the_list_and_other_sessions_stay(
     assert client.delete(f"/users/me/sessions/{ended_id}", headers=headers).status_code == 204
 
     assert session_ids(client, headers) == [str(family_id_of(sessions, kept["refresh_token"]))]
-    assert refresh(client, kept["refresh_token"]).status_code == 200
+    assert refresh_grant(client, kept["refresh_token"]).status_code == 200
 
 
 def test_deleting_a_session_leaves_its_access_token_working_until_it_expires(
@@ -288,7 +279,7 @@ def test_delete_another_users_session_is_404_and_leaves_it_working(
     assert response.status_code == 404
     assert response.json() == SESSION_NOT_FOUND
     assert session_ids(client, bearer(bobs["access_token"])) == [bobs_session]
-    assert refresh(client, bobs["refresh_token"]).status_code == 200
+    assert refresh_grant(client, bobs["refresh_token"]).status_code == 200
 
 
 def test_delete_an_already_ended_session_is_404(client: TestClient, user: dict[str, Any]) -> None:
@@ -409,8 +400,8 @@ def test_admin_ends_one_session_of_a_user(
 
     assert response.status_code == 204
     assert response.content == b""
-    assert_invalid_refresh(refresh(client, ended["refresh_token"]))
-    assert refresh(client, kept["refresh_token"]).status_code == 200
+    assert_invalid_refresh(refresh_grant(client, ended["refresh_token"]))
+    assert refresh_grant(client, kept["refresh_token"]).status_code == 200
 
 
 def test_admin_ending_a_session_under_the_wrong_user_is_404_and_leaves_it_working(
@@ -429,7 +420,7 @@ def test_admin_ending_a_session_under_the_wrong_user_is_404_and_leaves_it_workin
 
     assert response.status_code == 404
     assert response.json() == SESSION_NOT_FOUND
-    assert refresh(client, bobs["refresh_token"]).status_code == 200
+    assert refresh_grant(client, bobs["refresh_token"]).status_code == 200
 
 
 def test_admin_ending_an_unknown_session_is_404(
@@ -473,8 +464,8 @@ def test_revoke_sessions_ends_every_session_of_the_user(
 
     response = client.get(f"/admin/users/{user['id']}/sessions", headers=admin_headers)
     assert response.json() == []
-    assert_invalid_refresh(refresh(client, first["refresh_token"], client_id="mobile-app"))
-    assert_invalid_refresh(refresh(client, second["refresh_token"], client_id="web-app"))
+    assert_invalid_refresh(refresh_grant(client, first["refresh_token"], client_id="mobile-app"))
+    assert_invalid_refresh(refresh_grant(client, second["refresh_token"], client_id="web-app"))
 
 
 def test_revoke_sessions_refuses_the_users_existing_access_tokens(
@@ -497,7 +488,7 @@ def test_revoke_sessions_leaves_other_users_alone(
 
     assert client.get("/users/me", headers=bearer(bobs["access_token"])).status_code == 200
     assert client.get("/admin/users", headers=admin_headers).status_code == 200
-    assert refresh(client, bobs["refresh_token"]).status_code == 200
+    assert refresh_grant(client, bobs["refresh_token"]).status_code == 200
 
 
 def test_revoke_sessions_of_a_user_without_sessions_is_204(
@@ -518,7 +509,7 @@ def test_login_after_revoke_sessions_works_once_the_cutoff_second_has_passed(
     headers = bearer(tokens["access_token"])
     assert client.get("/users/me", headers=headers).status_code == 200
     assert len(my_sessions(client, headers)) == 1
-    assert refresh(client, tokens["refresh_token"]).status_code == 200
+    assert refresh_grant(client, tokens["refresh_token"]).status_code == 200
 
 
 def set_cutoff(sessions: sessionmaker[Session], user_id: str, cutoff: datetime) -> None:

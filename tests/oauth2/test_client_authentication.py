@@ -19,7 +19,13 @@ from jose import jwt
 
 from authsvc.app import create_app
 from authsvc.config import Settings
-from tests.helpers import TOKEN_URL, USER_PASSWORD, assert_no_store, assert_oauth_error
+from tests.helpers import (
+    TOKEN_URL,
+    USER_PASSWORD,
+    assert_no_store,
+    assert_oauth_error,
+    create_client,
+)
 
 BASIC_CHALLENGE = 'Basic realm="authsvc"'
 CLIENT_AUTH_FAILED = "Client authentication failed"
@@ -89,19 +95,14 @@ def register(client: TestClient, admin_headers: dict[str, str]) -> Callable[...,
         scopes: tuple[str, ...] = (),
         confidential: bool = True,
     ) -> dict[str, Any]:
-        response = client.post(
-            "/admin/clients",
-            headers=admin_headers,
-            json={
-                "name": "app",
-                "grant_types": list(grant_types),
-                "scopes": list(scopes),
-                "confidential": confidential,
-            },
+        return create_client(
+            client,
+            admin_headers,
+            "app",
+            grant_types=list(grant_types),
+            scopes=list(scopes),
+            confidential=confidential,
         )
-        assert response.status_code == 201, response.text
-        created: dict[str, Any] = response.json()
-        return created
 
     return factory
 

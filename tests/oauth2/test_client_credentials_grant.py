@@ -20,6 +20,7 @@ from tests.helpers import (
     assert_no_store,
     assert_oauth_error,
     bearer,
+    create_client,
     pyjwt_decode,
 )
 
@@ -74,19 +75,14 @@ def register(client: TestClient, admin_headers: dict[str, str]) -> Callable[...,
             if name not in existing:
                 created = client.post("/admin/scopes", headers=admin_headers, json={"name": name})
                 assert created.status_code == 201, created.text
-        response = client.post(
-            "/admin/clients",
-            headers=admin_headers,
-            json={
-                "name": "service",
-                "grant_types": list(grant_types),
-                "scopes": list(scopes),
-                "confidential": confidential,
-            },
+        return create_client(
+            client,
+            admin_headers,
+            "service",
+            grant_types=list(grant_types),
+            scopes=list(scopes),
+            confidential=confidential,
         )
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
 
     return factory
 

@@ -21,10 +21,13 @@ from tests.helpers import (
     AUDIENCE,
     ISSUER,
     TOKEN_URL,
-    USER_PASSWORD,
     Forger,
+    alice_tokens,
     assert_no_store,
     assert_oauth_error,
+    basic,
+    client_credentials_token,
+    create_client,
     password_login,
 )
 
@@ -58,24 +61,6 @@ REFRESH_TOKEN_FIELDS = {
 }
 
 
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    credentials = base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {credentials}"}
-
-
-def create_client(
-    client: TestClient, admin_headers: dict[str, str], name: str = "rs", **body: Any
-) -> dict[str, Any]:
-    response = client.post(
-        "/admin/clients",
-        headers=admin_headers,
-        json={"name": name, "grant_types": ["client_credentials"], **body},
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
-
-
 def introspect(client: TestClient, rs: dict[str, Any], token: str, **extra: str) -> httpx2.Response:
     """Introspect ``token`` as the confidential client ``rs`` (client_secret_basic)."""
     return client.post(
@@ -90,21 +75,6 @@ def introspection(client: TestClient, rs: dict[str, Any], token: str) -> dict[st
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def client_credentials_token(client: TestClient, registered: dict[str, Any]) -> str:
-    response = client.post(
-        TOKEN_URL,
-        data={"grant_type": "client_credentials"},
-        headers=basic(registered["client_id"], registered["client_secret"]),
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
-
-
-def alice_tokens(client: TestClient, **extra: str) -> dict[str, Any]:
-    return password_login(client, "alice", USER_PASSWORD, **extra)
 
 
 def unverified_claims(token: str) -> dict[str, Any]:
@@ -278,26 +248,27 @@ def test_introspection_ignores_an_unknown_token_type_hint(
     assert response.json()["active"] is True
 
 
-def test_introspection_of_an_access_token_hinted_as_refresh_token_still_finds_it(
-    client: TestClient, rs: dict[str, Any], user: dict[str, Any]
+@pytest.mark.parametrize(
+    ("kind", "hint", "token_type"),
+    [
+        pytest.param("access_token", "refresh_token", "Bearer", id="access-hinted-refresh"),
+        pytest.param("refresh_token", "access_token", "refresh_token", id="refresh-hinted-access"),
+    ],
+)
+def test_introspection_of_a_token_with_the_wrong_hint_still_finds_it(
+    client: TestClient,
+    rs: dict[str, Any],
+    user: dict[str, Any],
+    kind: str,
+    hint: str,
+    token_type: str,
 ) -> None:
-    token = alice_tokens(client)["access_token"]
+    token = alice_tokens(client)[kind]
 
-    response = introspect(client, rs, token, token_type_hint="refresh_token")
+    response = introspect(client, rs, token, token_type_hint=hint)
 
     assert response.status_code == 200, response.text
-    assert response.json()["token_type"] == "Bearer"
-
-
-def test_introspection_of_a_refresh_token_hinted_as_access_token_still_finds_it(
-    client: TestClient, rs: dict[str, Any], user: dict[str, Any]
-) -> None:
-    refresh_token = alice_tokens(client)["refresh_token"]
-
-    response = introspect(client, rs, refresh_token, token_type_hint="access_token")
-
-    assert response.status_code == 200, response.text
-    assert response.json()["token_type"] == "refresh_token"
+    assert response.json()["token_type"] == token_type
 
 
 # --- active tokens ---------------------------------------------------------------------------

@@ -3,7 +3,6 @@ never tells whether a token existed."""
 
 from __future__ import annotations
 
-import base64
 import secrets
 import time
 from collections.abc import Iterator
@@ -23,37 +22,21 @@ from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.db.models import RevokedAccessToken
 from authsvc.oauth2.token_checks import REVOKED
 from tests.helpers import (
-    TOKEN_URL,
-    USER_PASSWORD,
     Forger,
+    alice_tokens,
     assert_invalid_token,
     assert_no_store,
     assert_oauth_error,
+    basic,
     bearer,
-    password_login,
+    client_credentials_token,
+    create_client,
+    refresh_grant,
 )
 
 REVOKE_URL = "/oauth2/revoke"
 INTROSPECT_URL = "/oauth2/introspect"
 INVALID_REFRESH_TOKEN = "Invalid refresh token"
-
-
-def basic(client_id: str, secret: str) -> dict[str, str]:
-    credentials = base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")
-    return {"Authorization": f"Basic {credentials}"}
-
-
-def create_client(
-    client: TestClient, admin_headers: dict[str, str], name: str = "rs", **body: Any
-) -> dict[str, Any]:
-    response = client.post(
-        "/admin/clients",
-        headers=admin_headers,
-        json={"name": name, "grant_types": ["client_credentials"], **body},
-    )
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created
 
 
 def revoke(
@@ -62,29 +45,8 @@ def revoke(
     return client.post(REVOKE_URL, data={"token": token, **extra}, headers=headers)
 
 
-def refresh(client: TestClient, refresh_token: str, **extra: str) -> httpx2.Response:
-    return client.post(
-        TOKEN_URL, data={"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
-    )
-
-
-def alice_tokens(client: TestClient, **extra: str) -> dict[str, Any]:
-    return password_login(client, "alice", USER_PASSWORD, **extra)
-
-
 def me_status(client: TestClient, access_token: str) -> int:
     return client.get("/users/me", headers=bearer(access_token)).status_code
-
-
-def client_credentials_token(client: TestClient, registered: dict[str, Any]) -> str:
-    response = client.post(
-        TOKEN_URL,
-        data={"grant_type": "client_credentials"},
-        headers=basic(registered["client_id"], registered["client_secret"]),
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
 
 
 def is_active(client: TestClient, rs: dict[str, Any], token: str) -> bool:
@@ -132,22 +94,13 @@ def test_revoked_access_token_is_refused_by_protected_routes(
     assert_invalid_token(client.get("/users/me", headers=bearer(token)), REVOKED)
 
 
-def test_revoking_an_access_token_with_access_token_hint_denylists_it(
-    client: TestClient, user: dict[str, Any]
+@pytest.mark.parametrize("hint", ["access_token", "refresh_token"])
+def test_revoking_an_access_token_with_either_hint_denylists_it(
+    client: TestClient, user: dict[str, Any], hint: str
 ) -> None:
     token = alice_tokens(client)["access_token"]
 
-    assert_revocation_ok(revoke(client, token, token_type_hint="access_token"))
-
-    assert_invalid_token(client.get("/users/me", headers=bearer(token)), REVOKED)
-
-
-def test_revoking_an_access_token_hinted_as_refresh_token_still_denylists_it(
-    client: TestClient, user: dict[str, Any]
-) -> None:
-    token = alice_tokens(client)["access_token"]
-
-    assert_revocation_ok(revoke(client, token, token_type_hint="refresh_token"))
+    assert_revocation_ok(revoke(client, token, token_type_hint=hint))
 
     assert_invalid_token(client.get("/users/me", headers=bearer(token)), REVOKED)
 
@@ -190,7 +143,7 @@ def test_revoking_an_access_token_leaves_its_refresh_token_working(
 
     assert_revocation_ok(revoke(client, tokens["access_token"]))
 
-    assert refresh(client, tokens["refresh_token"]).status_code == 200
+    assert refresh_grant(client, tokens["refresh_token"]).status_code == 200
 
 
 def test_revoking_an_access_token_twice_is_200_both_times(
@@ -270,7 +223,9 @@ def test_revoked_refresh_token_can_no_longer_be_used(
 
     assert_revocation_ok(revoke(client, refresh_token, token_type_hint="refresh_token"))
 
-    assert_oauth_error(refresh(client, refresh_token), 400, "invalid_grant", INVALID_REFRESH_TOKEN)
+    assert_oauth_error(
+        refresh_grant(client, refresh_token), 400, "invalid_grant", INVALID_REFRESH_TOKEN
+    )
 
 
 def test_revoking_a_refresh_token_hinted_as_access_token_still_revokes_it(
@@ -280,20 +235,22 @@ def test_revoking_a_refresh_token_hinted_as_access_token_still_revokes_it(
 
     assert_revocation_ok(revoke(client, refresh_token, token_type_hint="access_token"))
 
-    assert_oauth_error(refresh(client, refresh_token), 400, "invalid_grant", INVALID_REFRESH_TOKEN)
+    assert_oauth_error(
+        refresh_grant(client, refresh_token), 400, "invalid_grant", INVALID_REFRESH_TOKEN
+    )
 
 
 def test_revoking_a_consumed_refresh_token_ends_its_whole_family(
     client: TestClient, user: dict[str, Any]
 ) -> None:
     first = alice_tokens(client)["refresh_token"]
-    rotated = refresh(client, first)
+    rotated = refresh_grant(client, first)
     assert rotated.status_code == 200, rotated.text
 
     assert_revocation_ok(revoke(client, first))
 
     second = rotated.json()["refresh_token"]
-    assert_oauth_error(refresh(client, second), 400, "invalid_grant", INVALID_REFRESH_TOKEN)
+    assert_oauth_error(refresh_grant(client, second), 400, "invalid_grant", INVALID_REFRESH_TOKEN)
 
 
 def test_revoking_a_refresh_token_ends_its_session(
@@ -316,7 +273,7 @@ def test_revoking_a_refresh_token_leaves_the_users_other_sessions_alone(
 
     assert_revocation_ok(revoke(client, revoked))
 
-    assert refresh(client, other).status_code == 200
+    assert refresh_grant(client, other).status_code == 200
 
 
 def test_revoking_a_refresh_token_twice_is_200_both_times(
@@ -348,7 +305,7 @@ def test_public_client_cannot_revoke_another_clients_refresh_token(
 
     assert_revocation_ok(revoke(client, refresh_token, client_id="web-app"))
 
-    assert refresh(client, refresh_token, client_id="mobile-app").status_code == 200
+    assert refresh_grant(client, refresh_token, client_id="mobile-app").status_code == 200
 
 
 def test_request_without_client_id_cannot_revoke_a_named_clients_token(
@@ -361,7 +318,7 @@ def test_request_without_client_id_cannot_revoke_a_named_clients_token(
     assert_revocation_ok(revoke(client, tokens["refresh_token"]))
 
     assert me_status(client, tokens["access_token"]) == 200
-    assert refresh(client, tokens["refresh_token"], client_id="mobile-app").status_code == 200
+    assert refresh_grant(client, tokens["refresh_token"], client_id="mobile-app").status_code == 200
 
 
 def test_confidential_client_cannot_revoke_a_users_public_tokens(
@@ -374,7 +331,7 @@ def test_confidential_client_cannot_revoke_a_users_public_tokens(
     assert_revocation_ok(revoke(client, tokens["refresh_token"], credentials))
 
     assert me_status(client, tokens["access_token"]) == 200
-    assert refresh(client, tokens["refresh_token"]).status_code == 200
+    assert refresh_grant(client, tokens["refresh_token"]).status_code == 200
 
 
 def test_confidential_client_cannot_revoke_another_clients_client_credentials_token(
@@ -435,7 +392,7 @@ def test_revocation_with_an_unknown_token_type_hint_revokes_nothing(
     assert revoke(client, tokens["refresh_token"], token_type_hint="id_token").status_code == 400
 
     assert me_status(client, tokens["access_token"]) == 200
-    assert refresh(client, tokens["refresh_token"]).status_code == 200
+    assert refresh_grant(client, tokens["refresh_token"]).status_code == 200
 
 
 def test_revocation_with_a_json_body_is_400_invalid_request(
