@@ -45,11 +45,6 @@ class AppContext:
     introspection_endpoint: IntrospectionEndpoint = field(init=False)
     revocation_endpoint: RevocationEndpoint = field(init=False)
 
-    def install_key_set(self, key_set: KeySet) -> None:
-        self.key_set = key_set
-        self.signer = AccessTokenSigner(key_set.active)
-        self.verifier = build_verifier(self.settings, key_set)
-
 
 def build_verifier(settings: Settings, key_set: KeySet) -> AccessTokenVerifier:
     return AccessTokenVerifier(

@@ -22,9 +22,35 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import authsvc_command
+from tests.helpers import authsvc_command, private_schema
 
 READY_TIMEOUT = 20.0
+# Read at import: the conftest's autouse fixture removes AUTHSVC_* variables during tests.
+TEST_DATABASE_URL = os.environ.get("AUTHSVC_TEST_DATABASE_URL")
+
+# Live-server tests run on SQLite always, and on PostgreSQL when a test database is named.
+SERVER_DATABASES = [
+    pytest.param("sqlite"),
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(
+            not TEST_DATABASE_URL, reason="AUTHSVC_TEST_DATABASE_URL is not set"
+        ),
+    ),
+]
+
+
+@contextmanager
+def database_environment(kind: str, schema_prefix: str) -> Iterator[dict[str, str]]:
+    """Extra environment for a server: nothing for SQLite, a private schema for PostgreSQL."""
+    if kind == "sqlite":
+        yield {}
+        return
+    assert TEST_DATABASE_URL is not None
+    with private_schema(TEST_DATABASE_URL, schema_prefix) as url:
+        yield {"AUTHSVC_DATABASE_URL": url}
+
+
 GENERATED_ADMIN = re.compile(r"^Created admin user 'admin' with password: (\S+)$", re.MULTILINE)
 
 

@@ -15,7 +15,6 @@ import base64
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,7 @@ import pytest
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 
 from tests import live_server
-from tests.helpers import private_schema
-from tests.live_server import Server, server_factory
+from tests.live_server import SERVER_DATABASES, Server, database_environment, server_factory
 
 # Read at import: the conftest's autouse fixture removes AUTHSVC_* variables during tests.
 TEST_DATABASE_URL = os.environ.get("AUTHSVC_TEST_DATABASE_URL")
@@ -40,15 +38,7 @@ AUTHLIB_JOSE_DEPRECATION = pytest.mark.filterwarnings(
     "ignore:authlib.jose module is deprecated:authlib.deprecate.AuthlibDeprecationWarning"
 )
 
-DATABASES = [
-    pytest.param("sqlite"),
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            not TEST_DATABASE_URL, reason="AUTHSVC_TEST_DATABASE_URL is not set"
-        ),
-    ),
-]
+DATABASES = SERVER_DATABASES
 
 
 @dataclass(frozen=True)
@@ -77,16 +67,6 @@ class Peer:
         return f"{self.server.base_url}{path}"
 
 
-@contextmanager
-def database_environment(kind: str) -> Iterator[dict[str, str]]:
-    if kind == "sqlite":
-        yield {}
-        return
-    assert TEST_DATABASE_URL is not None
-    with private_schema(TEST_DATABASE_URL, "peer_") as url:
-        yield {"AUTHSVC_DATABASE_URL": url}
-
-
 @pytest.fixture(scope="module", params=DATABASES)
 def peer(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -97,7 +77,7 @@ def peer(
     port = live_server.free_port()
     issuer = f"http://127.0.0.1:{port}"
     with (
-        database_environment(request.param) as database_env,
+        database_environment(request.param, "peer_") as database_env,
         server_factory(workdir, database_env) as factory,
         pytest.MonkeyPatch.context() as patch,
     ):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,41 +17,29 @@ import httpx
 import jwt
 import pytest
 
-from tests.helpers import pem_files, private_schema
-from tests.live_server import Server, ServerFactory, generated_admin_password, server_factory
+from tests.helpers import pem_files
+from tests.live_server import (
+    SERVER_DATABASES,
+    Server,
+    ServerFactory,
+    database_environment,
+    generated_admin_password,
+    server_factory,
+)
 
 # Read at import: the conftest's autouse fixture removes AUTHSVC_* variables during tests.
 TEST_DATABASE_URL = os.environ.get("AUTHSVC_TEST_DATABASE_URL")
 BOOTSTRAP_PASSWORD = "bootstrap-password-1"
 
 
-DATABASES = [
-    pytest.param("sqlite"),
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            not TEST_DATABASE_URL, reason="AUTHSVC_TEST_DATABASE_URL is not set"
-        ),
-    ),
-]
-
-
-@contextmanager
-def database_environment(kind: str) -> Iterator[dict[str, str]]:
-    """Extra environment for the server: nothing for SQLite, a private schema for PostgreSQL."""
-    if kind == "sqlite":
-        yield {}
-        return
-    assert TEST_DATABASE_URL is not None
-    with private_schema(TEST_DATABASE_URL, "e2e_") as url:
-        yield {"AUTHSVC_DATABASE_URL": url}
+DATABASES = SERVER_DATABASES
 
 
 @pytest.fixture(params=DATABASES)
 def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerFactory]:
     """A fresh directory and database in which a test starts (and restarts) servers itself."""
     with (
-        database_environment(request.param) as database_env,
+        database_environment(request.param, "e2e_") as database_env,
         server_factory(tmp_path / "srv", database_env) as factory,
     ):
         yield factory
@@ -74,7 +61,7 @@ def first_start(
     Those tests must not change what they observe: no new users, no new keys.
     """
     with (
-        database_environment(request.param) as database_env,
+        database_environment(request.param, "e2e_") as database_env,
         server_factory(tmp_path_factory.mktemp("first") / "srv", database_env) as factory,
     ):
         yield FirstStart(factory.start(), factory.workdir, request.param)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.config import Settings
@@ -45,3 +45,8 @@ def build_engine(settings: Settings) -> Engine:
 
 def build_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def affected_rows(result: object) -> int:
+    """Rows an UPDATE or DELETE changed: how conditional writes learn whether they won."""
+    return result.rowcount if isinstance(result, CursorResult) else 0

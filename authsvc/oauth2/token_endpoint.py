@@ -24,8 +24,6 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 class TokenRequest:
     params: Mapping[str, str]
     authorization: str | None
-    client_ip: str | None
-    user_agent: str | None
 
     def get(self, name: str) -> str | None:
         return self.params.get(name)
@@ -90,8 +88,6 @@ async def read_token_request(request: Request) -> TokenRequest:
     return TokenRequest(
         params=params,
         authorization=request.headers.get("authorization"),
-        client_ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
     )
 
 

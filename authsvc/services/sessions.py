@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NoReturn
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authsvc.db.engine import affected_rows
 from authsvc.db.models import RefreshFamily, RefreshToken, RevokedAccessToken, User, utcnow
 from authsvc.oauth2.errors import InvalidScopeError
 from authsvc.oauth2.scope import grant_scopes
@@ -78,11 +79,7 @@ def revoke_user_families(session: Session, user_id: uuid.UUID, now: datetime) ->
         .where(RefreshFamily.user_id == user_id, RefreshFamily.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    return _rowcount(result)
-
-
-def _rowcount(result: object) -> int:
-    return result.rowcount if isinstance(result, CursorResult) else 0
+    return affected_rows(result)
 
 
 class SessionService:
@@ -161,7 +158,7 @@ class SessionService:
             .values(consumed_at=now)
             .execution_options(synchronize_session=False)
         )
-        if _rowcount(consumed) != 1:
+        if affected_rows(consumed) != 1:
             self.session.rollback()
             self._explain_refusal(token_hash, client_id, now)
         row = self.session.execute(
@@ -268,7 +265,7 @@ class SessionService:
         )
         if user_id is not None:
             query = query.where(RefreshFamily.user_id == user_id)
-        changed = _rowcount(self.session.execute(query.values(revoked_at=utcnow())))
+        changed = affected_rows(self.session.execute(query.values(revoked_at=utcnow())))
         self.session.commit()
         return changed == 1
 
@@ -298,9 +295,6 @@ class SessionService:
             # A concurrent revocation of the same token got there first: same outcome.
             self.session.rollback()
 
-    def is_denied(self, jti: str) -> bool:
-        return self.session.get(RevokedAccessToken, jti) is not None
-
     # --- housekeeping -----------------------------------------------------------------------
 
     def purge_expired(self, grace: timedelta = timedelta(0)) -> dict[str, int]:
@@ -311,13 +305,13 @@ class SessionService:
         """
         now = utcnow() - grace
         counts = {
-            "refresh_tokens": _rowcount(
+            "refresh_tokens": affected_rows(
                 self.session.execute(delete(RefreshToken).where(RefreshToken.expires_at <= now))
             ),
-            "sessions": _rowcount(
+            "sessions": affected_rows(
                 self.session.execute(delete(RefreshFamily).where(RefreshFamily.expires_at <= now))
             ),
-            "denylist": _rowcount(
+            "denylist": affected_rows(
                 self.session.execute(
                     delete(RevokedAccessToken).where(RevokedAccessToken.expires_at <= now)
                 )

@@ -13,10 +13,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from authsvc.db.engine import affected_rows
 from authsvc.db.models import Scope, User, utcnow
 from authsvc.oauth2.scope import is_scope_token
 from authsvc.services.sessions import revoke_user_families
@@ -164,7 +165,7 @@ class UserService:
             .values(password_hash=password_hash)
         )
         self.session.commit()
-        return isinstance(result, CursorResult) and result.rowcount == 1
+        return affected_rows(result) == 1
 
     def delete(self, user: User) -> None:
         self.session.delete(user)

@@ -15,7 +15,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -26,8 +25,13 @@ from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.db.models import User
 from authsvc.services.sessions import RefreshTokenError, Rotation, SessionService
-from tests.helpers import private_schema
-from tests.live_server import Server, generated_admin_password, server_factory
+from tests.live_server import (
+    SERVER_DATABASES,
+    Server,
+    database_environment,
+    generated_admin_password,
+    server_factory,
+)
 
 # Read at import: the conftest's autouse fixture removes AUTHSVC_* variables during tests.
 TEST_DATABASE_URL = os.environ.get("AUTHSVC_TEST_DATABASE_URL")
@@ -35,29 +39,10 @@ RACERS = 20
 CLIENT_ID = "public"
 INVALID_REFRESH_TOKEN = {"error": "invalid_grant", "error_description": "Invalid refresh token"}
 
-DATABASES = [
-    pytest.param("sqlite"),
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            not TEST_DATABASE_URL, reason="AUTHSVC_TEST_DATABASE_URL is not set"
-        ),
-    ),
-]
+DATABASES = SERVER_DATABASES
 
 
 # --- against a real server ---------------------------------------------------------------------
-
-
-@contextmanager
-def database_environment(kind: str) -> Iterator[dict[str, str]]:
-    """Extra environment for the server: nothing for SQLite, a private schema for PostgreSQL."""
-    if kind == "sqlite":
-        yield {}
-        return
-    assert TEST_DATABASE_URL is not None
-    with private_schema(TEST_DATABASE_URL, "race_") as url:
-        yield {"AUTHSVC_DATABASE_URL": url}
 
 
 @pytest.fixture(scope="module", params=DATABASES)
@@ -66,7 +51,7 @@ def server(
 ) -> Iterator[Server]:
     """One server per database for the module; each test races a refresh token of its own."""
     with (
-        database_environment(request.param) as database_env,
+        database_environment(request.param, "race_") as database_env,
         server_factory(tmp_path_factory.mktemp("race") / "srv", database_env) as factory,
     ):
         yield factory.start()
