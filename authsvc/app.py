@@ -15,7 +15,15 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from authsvc import __version__
-from authsvc.api.routes import admin, admin_clients, health, token, users, wellknown
+from authsvc.api.routes import (
+    admin,
+    admin_clients,
+    forward_auth,
+    health,
+    token,
+    users,
+    wellknown,
+)
 from authsvc.api.routes.docs import install_docs
 from authsvc.config import Settings, load_settings
 from authsvc.context import AppContext, build_context
@@ -106,6 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)
     app.add_exception_handler(Exception, server_error_handler)
-    for module in (token, wellknown, users, admin, admin_clients, health):
+    for module in (token, wellknown, users, admin, admin_clients, forward_auth, health):
         app.include_router(module.router)
     return app

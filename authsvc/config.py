@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_connect_timeout: int = Field(default=5, ge=1)
+    # A cookie /auth/verify reads the bearer token from when no Authorization header is sent
+    # (browsers behind a proxy). RFC 6265 cookie-name: an HTTP token.
+    forward_auth_cookie: str | None = Field(
+        default=None, pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
+    )
 
     @field_validator("issuer")
     @classmethod

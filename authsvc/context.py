@@ -49,7 +49,7 @@ class AppContext:
 def build_verifier(settings: Settings, key_set: KeySet) -> AccessTokenVerifier:
     return AccessTokenVerifier(
         {key.kid: verification_key_from_signing_key(key) for key in key_set.keys},
-        algorithm=settings.jwt_algorithm,
+        algorithms=[settings.jwt_algorithm],
         issuer=settings.issuer,
         audience=settings.audience,
         leeway=settings.jwt_leeway,

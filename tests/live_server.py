@@ -108,10 +108,15 @@ class ServerFactory:
     env: dict[str, str]
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, **extra_env: str) -> Server:
-        """Start ``authsvc serve`` and return once GET /readyz answers 200."""
+    def start(self, port: int | None = None, **extra_env: str) -> Server:
+        """Start ``authsvc serve`` and return once GET /readyz answers 200.
+
+        The issuer is the server's own URL unless ``AUTHSVC_ISSUER`` is given, so discovery
+        (RFC 8414) works against it; ``port`` lets a restarted server keep its address.
+        """
         index = len(self.started)
-        port = free_port()
+        port = free_port() if port is None else port
+        extra_env.setdefault("AUTHSVC_ISSUER", f"http://127.0.0.1:{port}")
         stdout_path = self.workdir.parent / f"serve-{index}.out"
         stderr_path = self.workdir.parent / f"serve-{index}.err"
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -174,3 +179,49 @@ def server_factory(workdir: Path, database_env: dict[str, str]) -> Iterator[Serv
         yield factory
     finally:
         factory.stop_all()
+
+
+BOOTSTRAP_ADMIN = {
+    "AUTHSVC_BOOTSTRAP_ADMIN_USERNAME": "e2e-admin",
+    "AUTHSVC_BOOTSTRAP_ADMIN_PASSWORD": "e2e-admin-password-1",
+}
+E2E_PASSWORD = "e2e-user-password-1"
+
+
+@dataclass
+class Seeded:
+    """Accounts on a live gateway: ``alice`` holds ``reports:read``, ``bob`` holds nothing."""
+
+    admin_token: str
+    users: dict[str, str]  # username -> user id
+
+    def admin_call(self, server: Server, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(
+            method,
+            f"{server.base_url}{path}",
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+            timeout=10,
+            **kwargs,
+        )
+        assert response.status_code in (200, 201, 204), response.text
+        return response.json() if response.content else None
+
+
+def seed_reports_users(server: Server) -> Seeded:
+    """Create scope ``reports:read`` and users ``alice`` (with it) and ``bob`` (without) on a
+    server started with :data:`BOOTSTRAP_ADMIN`."""
+    admin = server.login(
+        BOOTSTRAP_ADMIN["AUTHSVC_BOOTSTRAP_ADMIN_USERNAME"],
+        BOOTSTRAP_ADMIN["AUTHSVC_BOOTSTRAP_ADMIN_PASSWORD"],
+    )
+    seeded = Seeded(admin["access_token"], {})
+    seeded.admin_call(server, "POST", "/admin/scopes", json={"name": "reports:read"})
+    for username, scopes in (("alice", ["reports:read"]), ("bob", [])):
+        created = seeded.admin_call(
+            server,
+            "POST",
+            "/admin/users",
+            json={"username": username, "password": E2E_PASSWORD, "scopes": scopes},
+        )
+        seeded.users[username] = created["id"]
+    return seeded

@@ -24,7 +24,6 @@ import httpx2
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 
-from tests import live_server
 from tests.live_server import SERVER_DATABASES, Server, database_environment, server_factory
 
 # Read at import: the conftest's autouse fixture removes AUTHSVC_* variables during tests.
@@ -72,22 +71,17 @@ def peer(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Peer]:
     workdir: Path = tmp_path_factory.mktemp("peer") / "srv"
-    # The issuer must be the URL the server answers on, so that the discovery document names
-    # endpoints a client can reach; live_server picks the port itself, so pick it for it.
-    port = live_server.free_port()
-    issuer = f"http://127.0.0.1:{port}"
     with (
         database_environment(request.param, "peer_") as database_env,
         server_factory(workdir, database_env) as factory,
-        pytest.MonkeyPatch.context() as patch,
     ):
-        patch.setattr(live_server, "free_port", lambda: port)
+        # The issuer is the URL the server answers on (live_server's default), so the
+        # discovery document names endpoints a client can reach.
         server = factory.start(
-            AUTHSVC_ISSUER=issuer,
             AUTHSVC_BOOTSTRAP_ADMIN_USERNAME=ADMIN_USERNAME,
             AUTHSVC_BOOTSTRAP_ADMIN_PASSWORD=ADMIN_PASSWORD,
         )
-        assert server.base_url == issuer
+        issuer = server.base_url
         response = httpx2.get(f"{issuer}/.well-known/oauth-authorization-server", timeout=10)
         assert response.status_code == 200, response.text
         yield Peer(server, response.json())

@@ -1,4 +1,8 @@
-"""The verified identity a request carries, as read from access token claims."""
+"""The verified identity a request carries, read from access token claims.
+
+The gateway's dependencies and :mod:`authsvc.guard` hand routes this same type, so a route
+moved from the gateway to a downstream service keeps its signature.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,24 @@ from typing import Any
 
 
 @dataclass(frozen=True)
-class AccessTokenClaims:
+class Principal:
     sub: str
     client_id: str | None
     scopes: frozenset[str]
     jti: str
     username: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    # Every claim of the verified token (or every member of an introspection answer).
+    claims: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_claims(cls, claims: dict[str, Any]) -> AccessTokenClaims:
+    def from_claims(cls, claims: dict[str, Any]) -> Principal:
         scope = claims.get("scope") or ""
+        username = claims.get("preferred_username", claims.get("username"))
         return cls(
             sub=claims["sub"],
             client_id=claims.get("client_id"),
-            scopes=frozenset(scope.split()),
-            jti=claims["jti"],
-            username=claims.get("preferred_username"),
-            raw=claims,
+            scopes=frozenset(str(scope).split()),
+            jti=str(claims.get("jti", "")),
+            username=username if isinstance(username, str) else None,
+            claims=claims,
         )

@@ -19,7 +19,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,17 +160,25 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
 
 
 class AccessTokenVerifier:
+    """Verifies access tokens against a fixed set of keys.
+
+    Each key is bound to one algorithm (ours from the key file, a guard's from the JWK the
+    issuer published), and a token's ``alg`` must be in ``algorithms`` *and* equal its key's:
+    the token never picks how it is checked (RFC 8725 §3.1). ``keys`` may be replaced whole
+    (the guard does so after a JWKS fetch); readers see the old or the new mapping, never a mix.
+    """
+
     def __init__(
         self,
         keys: Mapping[str, VerificationKey],
         *,
-        algorithm: str,
+        algorithms: Collection[str],
         issuer: str,
         audience: str,
         leeway: int = 30,
     ) -> None:
-        self.keys = dict(keys)
-        self.algorithm = algorithm
+        self.keys: Mapping[str, VerificationKey] = dict(keys)
+        self.algorithms = frozenset(algorithms)
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
@@ -189,7 +197,7 @@ class AccessTokenVerifier:
         if extra:
             # Refuses crit, jku, x5u, jwk, x5c, cty, zip, enc: nothing in a token chooses a key.
             raise TokenValidationError(f"unexpected header members: {sorted(extra)}")
-        if header.get("alg") != self.algorithm:
+        if header.get("alg") not in self.algorithms:
             raise TokenValidationError("unexpected alg")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in (
@@ -229,13 +237,13 @@ class AccessTokenVerifier:
         key = self.keys.get(kid)
         if key is None:
             raise TokenValidationError("unknown kid", unknown_kid=kid)
-        if key.algorithm != self.algorithm:
+        if key.algorithm != header["alg"]:
             raise TokenValidationError("key algorithm mismatch")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 key.key,
-                algorithms=[self.algorithm],
+                algorithms=[key.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={

@@ -47,7 +47,7 @@ def make_verifier(*keys: SigningKey, algorithm: str, **options: Any) -> AccessTo
     """A verifier for ISSUER and AUDIENCE that trusts the public half of each key given."""
     return AccessTokenVerifier(
         {key.kid: verification_key_from_signing_key(key) for key in keys},
-        algorithm=algorithm,
+        algorithms=[algorithm],
         issuer=ISSUER,
         audience=AUDIENCE,
         **options,
@@ -173,7 +173,7 @@ def test_verification_key_from_published_jwk_verifies(
     assert jwk is not None
     key = verification_key_from_jwk(jwk, "RS256")
     verifier = AccessTokenVerifier(
-        {key.kid: key}, algorithm="RS256", issuer=ISSUER, audience=AUDIENCE
+        {key.kid: key}, algorithms=["RS256"], issuer=ISSUER, audience=AUDIENCE
     )
     original = claims()
     assert verifier.verify(signer.sign(original)) == original
@@ -226,7 +226,7 @@ def test_zero_leeway_rejects_token_expired_a_second_ago(
     signer: AccessTokenSigner, verifier: AccessTokenVerifier
 ) -> None:
     strict = AccessTokenVerifier(
-        verifier.keys, algorithm="RS256", issuer=ISSUER, audience=AUDIENCE, leeway=0
+        verifier.keys, algorithms=["RS256"], issuer=ISSUER, audience=AUDIENCE, leeway=0
     )
     token = signer.sign(claims(now=int(time.time()) - 62, ttl=60))
     assert rejection(strict, token).expired is True
@@ -526,7 +526,7 @@ def test_iat_check_uses_the_given_now(
 
 
 def test_verifier_without_keys_refuses_everything(signer: AccessTokenSigner) -> None:
-    verifier = AccessTokenVerifier({}, algorithm="RS256", issuer=ISSUER, audience=AUDIENCE)
+    verifier = AccessTokenVerifier({}, algorithms=["RS256"], issuer=ISSUER, audience=AUDIENCE)
     assert rejection(verifier, signer.sign(claims())).unknown_kid == signer.kid
 
 

@@ -1,0 +1,127 @@
+"""Forward-auth: one endpoint that nginx ``auth_request``, Traefik ForwardAuth and Envoy's HTTP
+``ext_authz`` ask before they let a request through to a service that is not ours.
+
+The proxy treats any status but 200, 401 and 403 as its own failure (nginx answers 500), so
+this endpoint answers only 200, 401, 403 or 503: a malformed request is a 401 here, not a 400,
+and an unexpected error is a 503. On 200 the identity travels in ``X-Auth-*`` headers, always
+all four (empty when unknown), so a proxy that copies them overwrites anything a client sent
+under the same names.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+
+from authsvc.api.deps import ContextDep
+from authsvc.context import AppContext
+from authsvc.oauth2.bearer import (
+    check_scopes,
+    checked_token,
+    refused,
+    require_token,
+    token_from_authorization,
+)
+from authsvc.oauth2.errors import (
+    NO_STORE_HEADERS,
+    InsufficientScopeError,
+    InvalidTokenError,
+    OAuth2Error,
+    TemporarilyUnavailableError,
+)
+from authsvc.oauth2.scope import is_scope_token
+from authsvc.oauth2.token_checks import live_scope
+from authsvc.security.tokens import TokenValidationError
+
+logger = logging.getLogger("authsvc")
+
+router = APIRouter(tags=["forward-auth"])
+
+# Envoy's ext_authz repeats the original method and appends the original path; OpenAPI shows
+# only GET (one operation id per path and method).
+_OTHER_METHODS = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_ANSWERS = (200, 401, 403, 503)
+# What a username may carry unencoded in a header; anything else (non-ASCII letters) is
+# percent-encoded UTF-8, since header values are Latin-1 on the wire.
+_USERNAME_SAFE = "@.+-_"
+
+
+def _token(headers: Headers, cookie: str | None, cookies: dict[str, str]) -> str:
+    token = token_from_authorization(headers.getlist("authorization"))
+    if token is None and cookie is not None and cookie in cookies:
+        token = checked_token(cookies[cookie])
+    return require_token(token)
+
+
+def _required_scopes(values: list[str]) -> list[str]:
+    required = [scope for value in values for scope in value.split(" ") if scope]
+    malformed = [scope for scope in required if not is_scope_token(scope)]
+    if malformed:
+        # The proxy's configuration is wrong; no token can hold such a scope.
+        logger.warning("forward-auth asked for malformed scopes: %r", malformed)
+        raise InsufficientScopeError([s for s in required if is_scope_token(s)])
+    return required
+
+
+def _authorize(ctx: AppContext, token: str, required: list[str]) -> dict[str, str]:
+    try:
+        claims = ctx.verifier.verify(token)
+    except TokenValidationError as exc:
+        raise refused(exc) from None
+    with ctx.sessionmaker() as session:
+        # Revoked, disabled, deleted or cut off: None. Otherwise the scopes still held now.
+        scope = live_scope(session, claims)
+    if scope is None:
+        raise InvalidTokenError()
+    check_scopes(required, scope.split())
+    username = claims.get("preferred_username")
+    return {
+        "X-Auth-Subject": str(claims["sub"]),
+        "X-Auth-Username": quote(username, safe=_USERNAME_SAFE) if username else "",
+        "X-Auth-Scopes": scope,
+        "X-Auth-Client-Id": str(claims.get("client_id") or ""),
+    }
+
+
+@router.get(
+    "/auth/verify",
+    status_code=200,
+    response_class=Response,
+    responses={
+        200: {"description": "Allowed; identity in X-Auth-Subject, -Username, -Scopes, -Client-Id"},
+        401: {"description": "No token, or a bad one (RFC 6750 challenge)"},
+        403: {"description": "The token lacks a required scope"},
+        503: {"description": "The database is unavailable"},
+    },
+)
+@router.api_route("/auth/verify", methods=_OTHER_METHODS, include_in_schema=False)
+@router.api_route(
+    "/auth/verify/{path:path}", methods=["GET", *_OTHER_METHODS], include_in_schema=False
+)
+async def verify(
+    request: Request,
+    ctx: ContextDep,
+    scope: Annotated[list[str] | None, Query(description="Scopes the token must hold")] = None,
+) -> Response:
+    """Is the request's bearer token (or cookie) good, and does it hold ``scope``?"""
+    try:
+        token = _token(request.headers, ctx.settings.forward_auth_cookie, request.cookies)
+        identity = await run_in_threadpool(_authorize, ctx, token, _required_scopes(scope or []))
+    except OAuth2Error as exc:
+        if exc.status_code in _ANSWERS:
+            raise
+        # Two Authorization headers and the like: a 400 elsewhere, a 401 to a proxy.
+        raise InvalidTokenError(exc.description or None) from None
+    except (OperationalError, PoolTimeoutError):
+        raise  # the app's handler answers 503 temporarily_unavailable
+    except Exception:
+        logger.exception("forward-auth failed")
+        raise TemporarilyUnavailableError() from None
+    return Response(status_code=200, headers={**NO_STORE_HEADERS, **identity})

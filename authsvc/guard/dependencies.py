@@ -1,0 +1,153 @@
+"""FastAPI dependencies for a service that trusts the gateway's tokens.
+
+``install_guard(app, validator)`` puts the validator on ``app.state`` and registers the
+gateway's OAuth2 error handler, so routes anywhere (including ``APIRouter`` modules that never
+see the validator) protect themselves with the same ``Security`` chains as the gateway's, and
+refusals carry the same RFC 6750 status, body and ``WWW-Authenticate`` challenge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, Security, WebSocket, WebSocketException
+from fastapi.security import SecurityScopes
+from starlette.requests import HTTPConnection
+from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
+
+from authsvc.guard.validator import Validator
+from authsvc.oauth2.bearer import (
+    check_scopes,
+    checked_token,
+    require_token,
+    token_from_authorization,
+)
+from authsvc.oauth2.errors import (
+    InvalidBearerRequestError,
+    OAuth2Error,
+    TemporarilyUnavailableError,
+    oauth2_error_handler,
+)
+from authsvc.security.principal import Principal
+
+STATE_ATTRIBUTE = "authsvc_guard"
+QUERY_TOKEN = "access_token"  # noqa: S105 - RFC 6750 §2.3 parameter name
+
+
+@dataclass(frozen=True)
+class Guard:
+    validator: Validator
+    live: Validator | None = None
+
+
+def install_guard(app: FastAPI, validator: Validator, *, live: Validator | None = None) -> None:
+    """Protect ``app`` with ``validator``; ``live`` (an IntrospectionValidator) backs
+    ``require_scopes(..., live=True)`` and ``LivePrincipal`` for routes that must see
+    revocation at once. The validators are closed when the app shuts down."""
+    app.state.authsvc_guard = Guard(validator, live)
+    app.add_exception_handler(OAuth2Error, oauth2_error_handler)
+    inner: Callable[[Any], AbstractAsyncContextManager[Any]] = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(application) as state:
+                yield state
+        finally:
+            await validator.aclose()
+            if live is not None:
+                await live.aclose()
+
+    app.router.lifespan_context = lifespan
+
+
+def _guard(connection: HTTPConnection) -> Guard:
+    guard = getattr(connection.app.state, STATE_ATTRIBUTE, None)
+    if not isinstance(guard, Guard):
+        raise RuntimeError("call authsvc.guard.install_guard(app, validator) first")
+    return guard
+
+
+async def bearer_token(request: Request) -> str:
+    return require_token(token_from_authorization(request.headers.getlist("authorization")))
+
+
+async def _principal(request: Request, token: str, *, live: bool) -> Principal:
+    # Several Security(...) layers on one route ask again with other scopes; validate once.
+    attribute = "authsvc_live_principal" if live else "authsvc_principal"
+    cached: Principal | None = getattr(request.state, attribute, None)
+    if cached is None:
+        guard = _guard(request)
+        validator = guard.live if live else guard.validator
+        if validator is None:
+            raise RuntimeError("live=True needs install_guard(app, validator, live=...)")
+        cached = await validator.validate(token)
+        setattr(request.state, attribute, cached)
+    return cached
+
+
+async def get_principal(
+    security_scopes: SecurityScopes,
+    request: Request,
+    token: Annotated[str, Depends(bearer_token)],
+) -> Principal:
+    """The token's principal, verified locally against the issuer's cached keys."""
+    principal = await _principal(request, token, live=False)
+    check_scopes(security_scopes.scopes, principal.scopes)
+    return principal
+
+
+async def get_live_principal(
+    security_scopes: SecurityScopes,
+    request: Request,
+    token: Annotated[str, Depends(bearer_token)],
+) -> Principal:
+    """The token's principal as the gateway sees it now (introspection, briefly cached)."""
+    principal = await _principal(request, token, live=True)
+    check_scopes(security_scopes.scopes, principal.scopes)
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Security(get_principal)]
+LivePrincipal = Annotated[Principal, Security(get_live_principal)]
+
+
+def require_scopes(*scopes: str, live: bool = False) -> Any:
+    """``dependencies=[require_scopes("orders:write")]`` on a route or router; layers add up."""
+    return Security(get_live_principal if live else get_principal, scopes=list(scopes))
+
+
+def _websocket_token(websocket: WebSocket) -> str:
+    token = token_from_authorization(websocket.headers.getlist("authorization"))
+    in_query = websocket.query_params.getlist(QUERY_TOKEN)
+    if in_query and (token is not None or len(in_query) > 1):
+        # RFC 6750 §2: a client MUST NOT use more than one method to send the token.
+        raise InvalidBearerRequestError("More than one access token")
+    if in_query:
+        token = checked_token(in_query[0])
+    return require_token(token)
+
+
+async def websocket_principal(security_scopes: SecurityScopes, websocket: WebSocket) -> Principal:
+    """The principal of a WebSocket, from ``Authorization`` or ``?access_token=``.
+
+    Browsers cannot set headers on a WebSocket, hence the query parameter (RFC 6750 §2.3;
+    keep such URLs out of access logs). A refused connection is accepted and then closed with
+    1008 (policy violation), or 1013 (try again later) when the issuer is unreachable: a close
+    before accepting would reach the client as a bare HTTP 403 without any code.
+    """
+    try:
+        principal = await _guard(websocket).validator.validate(_websocket_token(websocket))
+        check_scopes(security_scopes.scopes, principal.scopes)
+    except OAuth2Error as exc:
+        code = (
+            WS_1013_TRY_AGAIN_LATER
+            if isinstance(exc, TemporarilyUnavailableError)
+            else WS_1008_POLICY_VIOLATION
+        )
+        await websocket.accept()
+        raise WebSocketException(code=code, reason=exc.error or "not_authenticated") from None
+    return principal

@@ -1,0 +1,62 @@
+"""HTTP to the issuer: its RFC 8414 metadata and JSON documents, failures made uniform."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+MAX_DOCUMENT_BYTES = 1024 * 1024
+
+
+class OwnedClient:
+    """An httpx client, closed by us only if we made it."""
+
+    def __init__(self, http: httpx.AsyncClient | None, timeout: float) -> None:
+        self.owned = http is None
+        self.http = http if http is not None else httpx.AsyncClient(timeout=timeout)
+
+    async def aclose(self) -> None:
+        if self.owned:
+            await self.http.aclose()
+
+
+class IssuerUnavailableError(Exception):
+    """The issuer's metadata or keys could not be fetched, and no usable copy is cached."""
+
+
+def metadata_url(issuer: str) -> str:
+    """RFC 8414 §3.1: the well-known segment goes between the host and the issuer's path."""
+    parts = urlsplit(issuer)
+    path = "/.well-known/oauth-authorization-server" + parts.path.rstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+async def fetch_json(http: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], httpx.Response]:
+    """GET a JSON object; any failure becomes :class:`IssuerUnavailableError`."""
+    try:
+        response = await http.get(url, headers={"Accept": "application/json"})
+    except httpx.HTTPError as exc:
+        raise IssuerUnavailableError(f"GET {url} failed: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise IssuerUnavailableError(f"GET {url} answered {response.status_code}")
+    if len(response.content) > MAX_DOCUMENT_BYTES:
+        raise IssuerUnavailableError(f"GET {url} answered more than {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        document = response.json()
+    except ValueError:
+        raise IssuerUnavailableError(f"GET {url} answered something that is not JSON") from None
+    if not isinstance(document, dict):
+        raise IssuerUnavailableError(f"GET {url} answered JSON that is not an object")
+    return document, response
+
+
+async def discover(http: httpx.AsyncClient, issuer: str) -> dict[str, Any]:
+    """The issuer's RFC 8414 metadata, checked to be about this issuer (§3.3)."""
+    url = metadata_url(issuer)
+    document, _ = await fetch_json(http, url)
+    if document.get("issuer") != issuer:
+        # §3.3: a mismatch MUST NOT be used; it may be another server's metadata.
+        raise IssuerUnavailableError(f"{url} describes issuer {document.get('issuer')!r}")
+    return document
