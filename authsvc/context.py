@@ -15,13 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.oauth2.client_auth import ClientAuthenticator
+from authsvc.security.keyring import KeyRing
 from authsvc.security.keys import KeySet, build_key_set
 from authsvc.security.passwords import PasswordHasher
-from authsvc.security.tokens import (
-    AccessTokenSigner,
-    AccessTokenVerifier,
-    verification_key_from_signing_key,
-)
+from authsvc.security.tokens import AccessTokenSigner, AccessTokenVerifier
 
 if TYPE_CHECKING:
     from authsvc.oauth2.rfc7009 import RevocationEndpoint
@@ -34,9 +31,8 @@ class AppContext:
     settings: Settings
     engine: Engine
     sessionmaker: sessionmaker[Session]
-    key_set: KeySet
+    keys: KeyRing
     signer: AccessTokenSigner
-    verifier: AccessTokenVerifier
     hasher: PasswordHasher
     client_authenticator: ClientAuthenticator
     # RFC 8414 members contributed by endpoints beyond the core (revocation, introspection...).
@@ -46,14 +42,16 @@ class AppContext:
     revocation_endpoint: RevocationEndpoint = field(init=False)
 
 
-def build_verifier(settings: Settings, key_set: KeySet) -> AccessTokenVerifier:
-    return AccessTokenVerifier(
-        {key.kid: verification_key_from_signing_key(key) for key in key_set.keys},
+def build_key_ring(settings: Settings, key_set: KeySet) -> KeyRing:
+    verifier = AccessTokenVerifier(
+        {},
         algorithms=[settings.jwt_algorithm],
         issuer=settings.issuer,
         audience=settings.audience,
         leeway=settings.jwt_leeway,
     )
+    keys_dir = None if settings.jwt_algorithm == "HS256" else settings.keys_dir
+    return KeyRing(key_set, verifier, keys_dir)
 
 
 def load_key_set(settings: Settings) -> KeySet:
@@ -69,9 +67,8 @@ def build_context(settings: Settings) -> AppContext:
         settings=settings,
         engine=engine,
         sessionmaker=sessions,
-        key_set=key_set,
+        keys=build_key_ring(settings, key_set),
         signer=AccessTokenSigner(key_set.active),
-        verifier=build_verifier(settings, key_set),
         hasher=PasswordHasher(settings.bcrypt_rounds),
         client_authenticator=ClientAuthenticator(
             sessions, require_registered=settings.require_registered_clients

@@ -63,7 +63,7 @@ async def get_token_claims(
     cached: Principal | None = getattr(request.state, "token_claims", None)
     if cached is None:
         try:
-            raw = ctx.verifier.verify(token)
+            raw = ctx.keys.verify(token)
         except TokenValidationError as exc:
             raise refused(exc) from None
         cached = Principal.from_claims(raw)

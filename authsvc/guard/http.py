@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,23 +34,28 @@ def metadata_url(issuer: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-async def fetch_json(http: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], httpx.Response]:
+async def fetch_json(http: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], httpx.Headers]:
     """GET a JSON object; any failure becomes :class:`IssuerUnavailableError`."""
     try:
-        response = await http.get(url, headers={"Accept": "application/json"})
+        async with http.stream("GET", url, headers={"Accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise IssuerUnavailableError(f"GET {url} answered {response.status_code}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise IssuerUnavailableError(
+                        f"GET {url} answered more than {MAX_DOCUMENT_BYTES} bytes"
+                    )
     except httpx.HTTPError as exc:
         raise IssuerUnavailableError(f"GET {url} failed: {type(exc).__name__}") from None
-    if response.status_code != 200:
-        raise IssuerUnavailableError(f"GET {url} answered {response.status_code}")
-    if len(response.content) > MAX_DOCUMENT_BYTES:
-        raise IssuerUnavailableError(f"GET {url} answered more than {MAX_DOCUMENT_BYTES} bytes")
     try:
-        document = response.json()
-    except ValueError:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
         raise IssuerUnavailableError(f"GET {url} answered something that is not JSON") from None
     if not isinstance(document, dict):
         raise IssuerUnavailableError(f"GET {url} answered JSON that is not an object")
-    return document, response
+    return document, response.headers
 
 
 async def discover(http: httpx.AsyncClient, issuer: str) -> dict[str, Any]:

@@ -64,8 +64,11 @@ def parse_jwks(
         # A symmetric key in a public document would let anyone sign: never use one.
         if kty not in ("RSA", "EC"):
             continue
-        algorithm = entry.get("alg") or _DEFAULT_ALGORITHM.get((kty, entry.get("crv")))
-        if algorithm not in algorithms:
+        crv = entry.get("crv")
+        algorithm = entry.get("alg") or _DEFAULT_ALGORITHM.get(
+            (kty, crv if isinstance(crv, str) else None)
+        )
+        if not isinstance(algorithm, str) or algorithm not in algorithms:
             continue
         try:
             keys[kid] = verification_key_from_jwk(entry, str(algorithm))
@@ -154,9 +157,9 @@ class JwksCache:
             if not isinstance(jwks_uri, str) or not jwks_uri:
                 raise IssuerUnavailableError("the issuer's metadata has no jwks_uri")
             self.jwks_url = jwks_uri
-        document, response = await fetch_json(self._http, self.jwks_url)
+        document, headers = await fetch_json(self._http, self.jwks_url)
         keys = parse_jwks(document, self._algorithms)
-        ttl = cache_ttl(response.headers.get("cache-control"), **self._ttl)
+        ttl = cache_ttl(headers.get("cache-control"), **self._ttl)
         self._on_update(keys)
         self._loaded = True
         self._expires_at = self._clock() + ttl

@@ -47,7 +47,7 @@ class RevocationEndpoint:
             service = SessionService(session, self.ctx.settings.refresh_token_ttl)
             if looks_like_jwt(token):
                 try:
-                    claims = self.ctx.verifier.verify(token)
+                    claims = self.ctx.keys.verify(token)
                 except TokenValidationError:
                     # Forged, malformed or already expired: nothing that works to revoke.
                     return

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from authsvc.oauth2.client_auth import extract_credentials
-from authsvc.oauth2.token_checks import is_client_token, live_scope
+from authsvc.oauth2.token_checks import TokenRevokedError, is_client_token, live_scope
 from authsvc.oauth2.token_endpoint import read_token_request
 from authsvc.security.tokens import MAX_TOKEN_BYTES, TokenValidationError
 from authsvc.services.sessions import SessionService
@@ -52,12 +52,13 @@ class IntrospectionEndpoint:
 
     def _access_token(self, token: str) -> dict[str, Any]:
         try:
-            claims = self.ctx.verifier.verify(token)
+            claims = self.ctx.keys.verify(token)
         except TokenValidationError:
             return dict(INACTIVE)
-        with self.ctx.sessionmaker() as session:
-            scope = live_scope(session, claims)
-        if scope is None:
+        try:
+            with self.ctx.sessionmaker() as session:
+                scope = live_scope(session, claims)
+        except TokenRevokedError:
             return dict(INACTIVE)
         answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}
         answer.update({name: claims[name] for name in _ACCESS_CLAIMS if name in claims})

@@ -8,11 +8,12 @@ from collections.abc import Iterable
 from authsvc.oauth2.errors import InvalidScopeError
 
 # scope-token = 1*( %x21 / %x23-5B / %x5D-7E ): printable ASCII without space, '"' and '\'.
-SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,64}$")
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,64}")
 
 
 def is_scope_token(value: str) -> bool:
-    return bool(SCOPE_TOKEN.match(value))
+    # fullmatch: with match(), "$" would also accept a trailing newline.
+    return bool(SCOPE_TOKEN.fullmatch(value))
 
 
 def parse_scope(value: str | None) -> list[str] | None:

@@ -44,6 +44,7 @@ class TokenRevokedError(Exception):
 INVALID = "The access token is invalid"
 USER_GONE = "The user is unknown or disabled"
 REVOKED = "The access token was revoked"
+CLIENT_GONE = "The client is unknown"
 
 
 def live_user(session: Session, claims: dict[str, Any]) -> User:
@@ -64,23 +65,20 @@ def live_user(session: Session, claims: dict[str, Any]) -> User:
     return user
 
 
-def live_scope(session: Session, claims: dict[str, Any]) -> str | None:
-    """The scope the token still carries, or None when the token is no longer live.
+def live_scope(session: Session, claims: dict[str, Any]) -> str:
+    """The scope the token still carries, or ``TokenRevokedError`` saying why it does not.
 
     The token's scope narrowed to what its user (or, for client tokens, its client) holds
-    today, so introspection never vouches for a scope that was taken away.
+    today, so neither introspection nor forward-auth vouches for a scope taken away.
     """
     granted = str(claims.get("scope") or "").split()
     if is_client_token(claims):
         if denied(session, str(claims["jti"])):
-            return None
+            raise TokenRevokedError(REVOKED)
         client = ClientService(session).get(str(claims["client_id"]))
         if client is None:
-            return None
+            raise TokenRevokedError(CLIENT_GONE)
         held = set(client.scopes)
     else:
-        try:
-            held = set(live_user(session, claims).scope_names)
-        except TokenRevokedError:
-            return None
+        held = set(live_user(session, claims).scope_names)
     return " ".join(scope for scope in granted if scope in held)

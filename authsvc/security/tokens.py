@@ -61,7 +61,8 @@ def verification_key_from_jwk(jwk_dict: Mapping[str, Any], algorithm: str) -> Ve
         raise ValueError("JWK without kid")
     try:
         key = jwk.construct(dict(jwk_dict), algorithm)
-    except JOSEError as exc:
+    except (JOSEError, TypeError, ValueError, KeyError) as exc:
+        # jose raises TypeError for members of the wrong JSON type ("e": null and the like).
         raise ValueError(f"unusable JWK {kid}: {exc}") from None
     return VerificationKey(kid=kid, algorithm=algorithm, key=key)
 
@@ -197,7 +198,8 @@ class AccessTokenVerifier:
         if extra:
             # Refuses crit, jku, x5u, jwk, x5c, cty, zip, enc: nothing in a token chooses a key.
             raise TokenValidationError(f"unexpected header members: {sorted(extra)}")
-        if header.get("alg") not in self.algorithms:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
             raise TokenValidationError("unexpected alg")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in (

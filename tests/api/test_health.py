@@ -69,7 +69,7 @@ def test_readyz_does_not_leak_database_details(unreachable_settings: Settings) -
 
 
 def test_readyz_is_503_without_signing_key(client: TestClient) -> None:
-    client.app.state.ctx.key_set = KeySet(algorithm="RS256", keys=())  # type: ignore[attr-defined]
+    client.app.state.ctx.keys.key_set = KeySet(algorithm="RS256", keys=())  # type: ignore[attr-defined]
 
     response = client.get("/readyz")
 

@@ -20,6 +20,8 @@ import uvicorn
 
 from authsvc.app import create_app
 from authsvc.config import Settings
+from authsvc.security.keys import SigningKey
+from tests.helpers import Forger, user_claims
 from tests.live_server import free_port
 
 
@@ -32,6 +34,12 @@ def gateway_port() -> int:
 def settings(make_settings: Callable[..., Settings], gateway_port: int) -> Settings:
     """The gateway's issuer is its own loopback URL, so discovery finds it."""
     return make_settings(issuer=f"http://127.0.0.1:{gateway_port}")
+
+
+@pytest.fixture
+def forger(signing_key: SigningKey, user: dict[str, Any], settings: Settings) -> Forger:
+    """The conftest forger, with the ``iss`` of this directory's gateway (its loopback URL)."""
+    return Forger(signing_key, lambda: user_claims(user) | {"iss": settings.issuer})
 
 
 @dataclass
@@ -120,7 +128,8 @@ def document_server() -> Iterator[DocumentServer]:
             pass
 
     server.RequestHandlerClass = Handler
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the next poll (0.5 s by default).
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield documents
     server.shutdown()

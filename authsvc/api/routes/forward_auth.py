@@ -11,10 +11,9 @@ under the same names.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
@@ -37,7 +36,7 @@ from authsvc.oauth2.errors import (
     TemporarilyUnavailableError,
 )
 from authsvc.oauth2.scope import is_scope_token
-from authsvc.oauth2.token_checks import live_scope
+from authsvc.oauth2.token_checks import TokenRevokedError, live_scope
 from authsvc.security.tokens import TokenValidationError
 
 logger = logging.getLogger("authsvc")
@@ -48,14 +47,22 @@ router = APIRouter(tags=["forward-auth"])
 # only GET (one operation id per path and method).
 _OTHER_METHODS = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _ANSWERS = (200, 401, 403, 503)
-# What a username may carry unencoded in a header; anything else (non-ASCII letters) is
-# percent-encoded UTF-8, since header values are Latin-1 on the wire.
-_USERNAME_SAFE = "@.+-_"
+# Header values are Latin-1 text without control characters or surrounding spaces; a username
+# may hold any letter and a client_id spaces. Anything beyond printable ASCII, and space, '%',
+# '"' and '\\', travels percent-encoded (UTF-8), so ordinary names pass unchanged.
+_HEADER_SAFE = "!#$&'()*+,-./:;<=>?@[]^_`{|}~"
+
+
+def _header_value(value: str | None) -> str:
+    return quote(value, safe=_HEADER_SAFE) if value else ""
 
 
 def _token(headers: Headers, cookie: str | None, cookies: dict[str, str]) -> str:
-    token = token_from_authorization(headers.getlist("authorization"))
-    if token is None and cookie is not None and cookie in cookies:
+    authorization = headers.getlist("authorization")
+    token = token_from_authorization(authorization)
+    # The cookie stands in only for a missing header: a request that sent any Authorization
+    # (even another scheme) is judged by it alone.
+    if not authorization and cookie is not None and cookie in cookies:
         token = checked_token(cookies[cookie])
     return require_token(token)
 
@@ -70,30 +77,40 @@ def _required_scopes(values: list[str]) -> list[str]:
     return required
 
 
-def _authorize(ctx: AppContext, token: str, required: list[str]) -> dict[str, str]:
+def _authorize(ctx: AppContext, token: str, scope_params: list[str]) -> dict[str, str]:
     try:
-        claims = ctx.verifier.verify(token)
+        claims = ctx.keys.verify(token)
     except TokenValidationError as exc:
         raise refused(exc) from None
-    with ctx.sessionmaker() as session:
-        # Revoked, disabled, deleted or cut off: None. Otherwise the scopes still held now.
-        scope = live_scope(session, claims)
-    if scope is None:
-        raise InvalidTokenError()
-    check_scopes(required, scope.split())
-    username = claims.get("preferred_username")
+    try:
+        with ctx.sessionmaker() as session:
+            # The scopes the token's user or client still holds now.
+            scope = live_scope(session, claims)
+    except TokenRevokedError as exc:
+        raise InvalidTokenError(str(exc)) from None
+    check_scopes(_required_scopes(scope_params), scope.split())
     return {
-        "X-Auth-Subject": str(claims["sub"]),
-        "X-Auth-Username": quote(username, safe=_USERNAME_SAFE) if username else "",
+        "X-Auth-Subject": _header_value(str(claims["sub"])),
+        "X-Auth-Username": _header_value(claims.get("preferred_username")),
         "X-Auth-Scopes": scope,
-        "X-Auth-Client-Id": str(claims.get("client_id") or ""),
+        "X-Auth-Client-Id": _header_value(claims.get("client_id")),
     }
+
+
+_SCOPE_PARAMETER = {
+    "name": "scope",
+    "in": "query",
+    "required": False,
+    "description": "Space-separated scopes the token must hold (may repeat)",
+    "schema": {"type": "string"},
+}
 
 
 @router.get(
     "/auth/verify",
     status_code=200,
     response_class=Response,
+    openapi_extra={"parameters": [_SCOPE_PARAMETER]},
     responses={
         200: {"description": "Allowed; identity in X-Auth-Subject, -Username, -Scopes, -Client-Id"},
         401: {"description": "No token, or a bad one (RFC 6750 challenge)"},
@@ -105,15 +122,12 @@ def _authorize(ctx: AppContext, token: str, required: list[str]) -> dict[str, st
 @router.api_route(
     "/auth/verify/{path:path}", methods=["GET", *_OTHER_METHODS], include_in_schema=False
 )
-async def verify(
-    request: Request,
-    ctx: ContextDep,
-    scope: Annotated[list[str] | None, Query(description="Scopes the token must hold")] = None,
-) -> Response:
+async def verify(request: Request, ctx: ContextDep) -> Response:
     """Is the request's bearer token (or cookie) good, and does it hold ``scope``?"""
     try:
         token = _token(request.headers, ctx.settings.forward_auth_cookie, request.cookies)
-        identity = await run_in_threadpool(_authorize, ctx, token, _required_scopes(scope or []))
+        scopes = request.query_params.getlist("scope")
+        identity = await run_in_threadpool(_authorize, ctx, token, scopes)
     except OAuth2Error as exc:
         if exc.status_code in _ANSWERS:
             raise

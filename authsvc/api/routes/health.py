@@ -32,7 +32,7 @@ def readyz(ctx: ContextDep) -> JSONResponse:
     except SQLAlchemyError:
         checks["database"] = "unavailable"
     try:
-        ctx.key_set.active  # noqa: B018 - raises when there is no signing key
+        ctx.keys.key_set.active  # noqa: B018 - raises when there is no signing key
         checks["keys"] = "ok"
     except NoSigningKeyError:
         checks["keys"] = "missing"

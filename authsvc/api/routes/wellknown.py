@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
 from authsvc.api.deps import ContextDep, SessionDep
 from authsvc.oauth2.client_auth import SUPPORTED_AUTH_METHODS
@@ -21,7 +22,7 @@ JWKS_CACHE_CONTROL = "public, max-age=300"
 @router.get("/jwks.json")
 async def get_jwks(ctx: ContextDep, response: Response) -> dict[str, Any]:
     response.headers["Cache-Control"] = JWKS_CACHE_CONTROL
-    return ctx.key_set.jwks()
+    return await run_in_threadpool(ctx.keys.jwks)
 
 
 @router.get("/oauth-authorization-server")
