@@ -143,11 +143,23 @@ def test_scope_names_are_case_sensitive(client: TestClient, admin_headers: dict[
         "",
         " ",
         "tab\there",
+        "newline-at-end\n",
         "new\nline",
         "caf\u00e9",
         "x" * 65,
     ],
-    ids=["space", "quote", "backslash", "empty", "only-space", "tab", "newline", "non-ascii", "65"],
+    ids=[
+        "space",
+        "quote",
+        "backslash",
+        "empty",
+        "only-space",
+        "tab",
+        "trailing-newline",
+        "newline",
+        "non-ascii",
+        "65",
+    ],
 )
 def test_create_scope_with_malformed_name_is_422_and_creates_nothing(
     client: TestClient, admin_headers: dict[str, str], name: str
