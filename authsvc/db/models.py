@@ -13,11 +13,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
     ForeignKey,
+    Integer,
     MetaData,
     String,
     Table,
@@ -93,6 +95,10 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # "Revoke all": access tokens issued before this instant are refused.
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Brute-force protection: consecutive failed logins, and the end of a lockout. Updated
+    # with atomic increments so failures counted by several replicas add up.
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     scopes: Mapped[list[Scope]] = relationship(
         secondary=user_scopes, lazy="selectin", order_by=Scope.name
@@ -159,3 +165,34 @@ class RevokedAccessToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class RateLimitCounter(Base):
+    """A fixed-window counter shared by every replica (used when Redis is not configured)."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class AuditEvent(Base):
+    """One security-relevant event. Never a password, token, secret or hash."""
+
+    __tablename__ = "audit_events"
+
+    # BigInteger on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
+    subject_id: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
+    username: Mapped[str | None] = mapped_column(String(150), default=None)
+    client_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

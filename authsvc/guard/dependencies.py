@@ -72,6 +72,7 @@ def _guard(connection: HTTPConnection) -> Guard:
 
 
 async def bearer_token(request: Request) -> str:
+    _guard(request)  # a missing install_guard must fail loudly, token or not
     return require_token(token_from_authorization(request.headers.getlist("authorization")))
 
 

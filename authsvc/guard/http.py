@@ -34,28 +34,44 @@ def metadata_url(issuer: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
-async def fetch_json(http: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], httpx.Headers]:
-    """GET a JSON object; any failure becomes :class:`IssuerUnavailableError`."""
+_NOT_JSON = object()
+
+
+async def request_json(
+    http: httpx.AsyncClient, method: str, url: str, **kwargs: Any
+) -> tuple[int, Any, httpx.Headers]:
+    """Status, decoded JSON body (``_NOT_JSON`` if it is not JSON) and headers of a request.
+
+    The body is read streaming and refused past 1 MiB; a transport failure or an oversized
+    body becomes :class:`IssuerUnavailableError`.
+    """
+    headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
     try:
-        async with http.stream("GET", url, headers={"Accept": "application/json"}) as response:
-            if response.status_code != 200:
-                raise IssuerUnavailableError(f"GET {url} answered {response.status_code}")
+        async with http.stream(method, url, headers=headers, **kwargs) as response:
             body = bytearray()
             async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise IssuerUnavailableError(
-                        f"GET {url} answered more than {MAX_DOCUMENT_BYTES} bytes"
+                        f"{method} {url} answered more than {MAX_DOCUMENT_BYTES} bytes"
                     )
     except httpx.HTTPError as exc:
-        raise IssuerUnavailableError(f"GET {url} failed: {type(exc).__name__}") from None
+        raise IssuerUnavailableError(f"{method} {url} failed: {type(exc).__name__}") from None
     try:
-        document = json.loads(body)
+        document: Any = json.loads(body)
     except (ValueError, RecursionError):
-        raise IssuerUnavailableError(f"GET {url} answered something that is not JSON") from None
+        document = _NOT_JSON
+    return response.status_code, document, response.headers
+
+
+async def fetch_json(http: httpx.AsyncClient, url: str) -> tuple[dict[str, Any], httpx.Headers]:
+    """GET a JSON object; any failure becomes :class:`IssuerUnavailableError`."""
+    status, document, headers = await request_json(http, "GET", url)
+    if status != 200:
+        raise IssuerUnavailableError(f"GET {url} answered {status}")
     if not isinstance(document, dict):
-        raise IssuerUnavailableError(f"GET {url} answered JSON that is not an object")
-    return document, response.headers
+        raise IssuerUnavailableError(f"GET {url} answered something that is not a JSON object")
+    return document, headers
 
 
 async def discover(http: httpx.AsyncClient, issuer: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from authsvc.guard.http import IssuerUnavailableError, OwnedClient, discover
+from authsvc.guard.http import IssuerUnavailableError, OwnedClient, discover, request_json
 from authsvc.oauth2.errors import InvalidTokenError, TemporarilyUnavailableError
 from authsvc.security.principal import Principal
 
@@ -106,23 +106,21 @@ class IntrospectionValidator:
         self.calls += 1
         try:
             url = await self._endpoint()
-            response = await self._client.http.post(
+            status, answer, _ = await request_json(
+                self._client.http,
+                "POST",
                 url,
                 data={"token": token, "token_type_hint": "access_token"},
-                headers={"Authorization": self._authorization, "Accept": "application/json"},
+                headers={"Authorization": self._authorization},
             )
-        except (httpx.HTTPError, IssuerUnavailableError) as exc:
+        except IssuerUnavailableError as exc:
             logger.warning("introspection failed: %s", exc)
             raise TemporarilyUnavailableError("The token issuer is unavailable") from None
-        if response.status_code != 200:
+        if status != 200:
             # 401 means our client credentials are wrong: an operator's problem, not the
             # caller's, so the caller gets a retryable 503 and the log says why.
-            logger.error("introspection answered %s", response.status_code)
+            logger.error("introspection answered %s", status)
             raise TemporarilyUnavailableError("The token issuer is unavailable")
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = None
         if not isinstance(answer, dict):
             logger.error("introspection answered something that is not a JSON object")
             raise TemporarilyUnavailableError("The token issuer is unavailable")

@@ -26,7 +26,7 @@ def test_upgrade_is_idempotent_and_reaches_head(settings: Settings, migrated: No
     engine = build_engine(settings)
     try:
         upgrade(engine)
-        assert current_revision(engine) == head_revision() == "0002"
+        assert current_revision(engine) == head_revision() == "0003"
         assert {"users", "scopes", "user_scopes"} <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()
