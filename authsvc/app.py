@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import signal
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from types import FrameType
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
@@ -17,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from authsvc import __version__
 from authsvc.api.routes import (
     admin,
+    admin_audit,
     admin_clients,
     forward_auth,
     health,
@@ -32,7 +41,9 @@ from authsvc.oauth2.errors import OAuth2Error, TemporarilyUnavailableError, oaut
 from authsvc.oauth2.grants import build_grants
 from authsvc.oauth2.rfc7009 import RevocationEndpoint
 from authsvc.oauth2.rfc7662 import IntrospectionEndpoint
+from authsvc.oauth2.throttle import Throttle
 from authsvc.oauth2.token_endpoint import TokenEndpoint
+from authsvc.services.counters import SqlCounterStore
 from authsvc.services.sessions import SessionService
 
 logger = logging.getLogger("authsvc")
@@ -47,7 +58,10 @@ async def purge_forever(ctx: AppContext) -> None:
     def purge_once() -> dict[str, int]:
         with ctx.sessionmaker() as session:
             service = SessionService(session, ctx.settings.refresh_token_ttl)
-            return service.purge_expired(timedelta(seconds=ctx.settings.jwt_leeway))
+            counts = service.purge_expired(timedelta(seconds=ctx.settings.jwt_leeway))
+        window_start = int(time.time()) - ctx.settings.rate_limit_window
+        counts["rate_limit_counters"] = SqlCounterStore(ctx.sessionmaker).purge(window_start)
+        return counts
 
     while True:
         await anyio.sleep(ctx.settings.purge_interval)
@@ -57,6 +71,55 @@ async def purge_forever(ctx: AppContext) -> None:
             logger.warning("purge of expired tokens failed: %s", exc)
         else:
             logger.info("purged expired tokens: %s", counts)
+
+
+class RedactTokenQuery(logging.Filter):
+    """Keeps ``?access_token=`` (WebSocket clients send tokens that way) out of access logs."""
+
+    _PATTERN = re.compile(r"(access_token=)[^&\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._PATTERN.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(existing, RedactTokenQuery) for existing in access.filters):
+        access.addFilter(RedactTokenQuery())
+
+
+def _watch_for_shutdown(ctx: AppContext) -> None:
+    """Mark the context on SIGTERM/SIGINT, then let uvicorn's own handler run.
+
+    /readyz answers 503 from that moment. On SIGTERM uvicorn's handler (which stops accepting
+    connections and waits for in-flight requests) runs ``AUTHSVC_SHUTDOWN_DELAY`` seconds
+    later, so a load balancer polling readiness takes the replica out before it stops
+    listening. uvicorn installs its handlers before the lifespan starts, so we chain onto
+    them. Only the main thread may set signal handlers (TestClient runs the lifespan in
+    another thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    delay = ctx.settings.shutdown_delay
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def handler(number: int, frame: FrameType | None, previous: Any = previous) -> None:
+            ctx.shutting_down = True
+            if number == signal.SIGTERM and delay > 0:
+                loop.call_soon_threadsafe(loop.call_later, delay, previous, number, None)
+            else:
+                previous(number, frame)
+
+        signal.signal(signum, handler)
 
 
 async def database_unavailable_handler(request: Request, exc: Exception) -> Response:
@@ -80,9 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(resolved)
-        ctx.token_endpoint = TokenEndpoint(build_grants(ctx))
-        ctx.introspection_endpoint = IntrospectionEndpoint(ctx)
-        ctx.revocation_endpoint = RevocationEndpoint(ctx)
+        throttle = Throttle(ctx.failure_limiter)
+        ctx.token_endpoint = TokenEndpoint(build_grants(ctx), throttle)
+        ctx.introspection_endpoint = IntrospectionEndpoint(ctx, throttle)
+        ctx.revocation_endpoint = RevocationEndpoint(ctx, throttle)
         ctx.metadata_extra.update(
             {
                 "introspection_endpoint": f"{resolved.issuer}/oauth2/introspect",
@@ -92,13 +156,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
         app.state.ctx = ctx
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(purge_forever, ctx)
-            try:
-                yield
-            finally:
-                tasks.cancel_scope.cancel()
-                ctx.engine.dispose()
+        _watch_for_shutdown(ctx)
+        ctx.audit.start()
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(purge_forever, ctx)
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
+        finally:
+            # After uvicorn finished the in-flight requests, so their events are all queued;
+            # shielded, or a cancelled shutdown would skip the flush and leak connections.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(ctx.audit.close)
+            ctx.engine.dispose()
+            if ctx.redis is not None:
+                ctx.redis.close()
 
     app = FastAPI(
         title="authsvc",
@@ -110,10 +184,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": False},
     )
     install_docs(app)
+    _redact_access_log()
     app.add_exception_handler(OAuth2Error, oauth2_error_handler)
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)
+    app.add_exception_handler(RedisError, database_unavailable_handler)
     app.add_exception_handler(Exception, server_error_handler)
-    for module in (token, wellknown, users, admin, admin_clients, forward_auth, health):
+    for module in (
+        token,
+        wellknown,
+        users,
+        admin,
+        admin_clients,
+        admin_audit,
+        forward_auth,
+        health,
+    ):
         app.include_router(module.router)
     return app

@@ -6,12 +6,14 @@ with exit status 2, instead of a traceback.
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 from typing import Annotated
 
 import typer
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from authsvc.bootstrap import bootstrap_admin, prepare_database, prepare_keys
 from authsvc.config import Settings, SettingsError, load_settings
@@ -26,6 +28,7 @@ from authsvc.security.keys import (
     rotate_key,
 )
 from authsvc.security.passwords import PasswordHasher, check_password_policy
+from authsvc.services.audit import AuditLog, AuditType
 from authsvc.services.users import (
     NewUser,
     UnknownScopeError,
@@ -99,6 +102,10 @@ def serve(
         else:
             typer.echo(f"Created admin user '{result.username}' from the bootstrap settings.")
     typer.echo(f"Signing with {key_set.active.algorithm} key {key_set.active.kid}")
+    # uvicorn finishes in-flight requests on SIGTERM, then raises the signal again against
+    # the handler that was there before it: make that an exit with status 0, since stopping
+    # when asked is a clean exit for a process manager.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(
         "authsvc.app:create_app",
         factory=True,
@@ -106,7 +113,12 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=False,
+        timeout_graceful_shutdown=settings.shutdown_timeout or None,  # 0: wait forever
     )
+
+
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _read_password() -> str:
@@ -174,7 +186,8 @@ def keys_generate() -> None:
 def keys_rotate() -> None:
     """Add a new signing key; older keys stay published for verification until deleted.
 
-    Running servers pick the new key up when they restart.
+    Running servers verify and publish the new key within a second, and sign with it from
+    their next start.
     """
     settings = _settings()
     algorithm = _key_algorithm(settings)
@@ -182,7 +195,21 @@ def keys_rotate() -> None:
         key = rotate_key(settings.keys_dir, algorithm)
     except KeyStoreError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"Rotated: new {key.algorithm} key {key.kid} ({key.path}) now signs")
+    typer.echo(f"Rotated: new {key.algorithm} key {key.kid} ({key.path}) signs from the next start")
+    _audit_key_rotation(settings, key.kid, key.algorithm)
+
+
+def _audit_key_rotation(settings: Settings, kid: str, algorithm: str) -> None:
+    engine = build_engine(settings)
+    try:
+        log = AuditLog(build_sessionmaker(engine))
+        log.record(AuditType.KEY_ROTATED, actor_id="cli", kid=kid, algorithm=algorithm)
+        log.flush()
+    except SQLAlchemyError as exc:
+        # The key is in place either way; a database not created yet is not an error here.
+        typer.echo(f"note: the rotation is not in the audit trail ({type(exc).__name__})", err=True)
+    finally:
+        engine.dispose()
 
 
 @keys_app.command("list")

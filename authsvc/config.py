@@ -6,6 +6,7 @@ they need one, so tests can pass their own.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -47,8 +48,25 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     db_pool_timeout: float = Field(default=5.0, gt=0)
     db_connect_timeout: int = Field(default=5, ge=1)
+    # On SIGTERM: readiness turns 503 at once, in-flight requests get this long to finish.
+    shutdown_timeout: int = Field(default=25, ge=0, le=3600)
+    # Seconds between SIGTERM and closing the listener, while /readyz already answers 503.
+    shutdown_delay: float = Field(default=0.0, ge=0, le=60)
     # A cookie /auth/verify reads the bearer token from when no Authorization header is sent
     # (browsers behind a proxy). RFC 6265 cookie-name: an HTTP token.
+    # Brute force (RFC 6749 §4.3.2, ASVS V6.3.1): this many consecutive failed logins lock an
+    # account for lockout_duration seconds (0 turns lockout off). Per client address, this many
+    # failed token or introspection requests within rate_limit_window seconds answer 429 until
+    # the window ends (0 turns it off). Only failures count, so busy resource servers and
+    # client_credentials callers behind one address are never throttled for succeeding.
+    lockout_threshold: int = Field(default=5, ge=0, le=1000)
+    lockout_duration: int = Field(default=900, ge=1, le=86400)
+    rate_limit_failures: int = Field(default=20, ge=0, le=100000)
+    rate_limit_window: int = Field(default=60, ge=1, le=86400)
+    # Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For we believe.
+    trusted_proxies: str = ""
+    # Redis for the access-token denylist and the rate-limit counters; unset: the database.
+    redis_url: str | None = None
     forward_auth_cookie: str | None = Field(
         default=None, pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
     )
@@ -61,6 +79,24 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
             raise ValueError("must be an http(s) URL without query or fragment")
         return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies_are_networks(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"not an address or network: {item.strip()!r}") from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("audience")
     @classmethod
@@ -92,6 +128,14 @@ class Settings(BaseSettings):
                 "must be set together"
             )
         return self
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(item.strip(), strict=False)
+            for item in self.trusted_proxies.split(",")
+            if item.strip()
+        )
 
     @property
     def is_sqlite(self) -> bool:

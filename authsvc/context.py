@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,8 +18,13 @@ from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.oauth2.client_auth import ClientAuthenticator
 from authsvc.security.keyring import KeyRing
 from authsvc.security.keys import KeySet, build_key_set
+from authsvc.security.network import Network
 from authsvc.security.passwords import PasswordHasher
 from authsvc.security.tokens import AccessTokenSigner, AccessTokenVerifier
+from authsvc.services import redis_store
+from authsvc.services.audit import AuditLog
+from authsvc.services.counters import CounterStore, FailureLimiter, SqlCounterStore
+from authsvc.services.denylist import Denylist, SqlDenylist
 
 if TYPE_CHECKING:
     from authsvc.oauth2.rfc7009 import RevocationEndpoint
@@ -35,8 +41,15 @@ class AppContext:
     signer: AccessTokenSigner
     hasher: PasswordHasher
     client_authenticator: ClientAuthenticator
+    failure_limiter: FailureLimiter
+    denylist: Denylist
+    redis: Redis | None
+    audit: AuditLog
+    trusted_proxies: tuple[Network, ...]
     # RFC 8414 members contributed by endpoints beyond the core (revocation, introspection...).
     metadata_extra: dict[str, Any] = field(default_factory=dict)
+    # Set by SIGTERM/SIGINT: /readyz answers 503 while in-flight requests finish.
+    shutting_down: bool = False
     token_endpoint: TokenEndpoint = field(init=False)
     introspection_endpoint: IntrospectionEndpoint = field(init=False)
     revocation_endpoint: RevocationEndpoint = field(init=False)
@@ -63,6 +76,14 @@ def build_context(settings: Settings) -> AppContext:
     key_set = load_key_set(settings)
     engine = build_engine(settings)
     sessions = build_sessionmaker(engine)
+    audit = AuditLog(sessions)
+    denylist: Denylist = SqlDenylist()
+    counters: CounterStore = SqlCounterStore(sessions)
+    client = None
+    if settings.redis_url is not None:
+        client = redis_store.connect(settings.redis_url)
+        denylist = redis_store.RedisDenylist(client)
+        counters = redis_store.RedisCounterStore(client)
     return AppContext(
         settings=settings,
         engine=engine,
@@ -71,6 +92,15 @@ def build_context(settings: Settings) -> AppContext:
         signer=AccessTokenSigner(key_set.active),
         hasher=PasswordHasher(settings.bcrypt_rounds),
         client_authenticator=ClientAuthenticator(
-            sessions, require_registered=settings.require_registered_clients
+            sessions, audit, require_registered=settings.require_registered_clients
         ),
+        denylist=denylist,
+        redis=client,
+        failure_limiter=FailureLimiter(
+            counters,
+            limit=settings.rate_limit_failures,
+            window=settings.rate_limit_window,
+        ),
+        trusted_proxies=settings.trusted_networks,
+        audit=audit,
     )

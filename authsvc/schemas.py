@@ -177,3 +177,27 @@ class ClientUpdate(InputModel):
 
     def changes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class AuditEventOut(BaseModel):
+    """One audit event, as GET /admin/audit and the audit stream show it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    occurred_at: datetime
+    type: str
+    outcome: str
+    actor_id: str | None
+    subject_id: str | None
+    username: str | None
+    client_id: str | None
+    ip: str | None
+    user_agent: str | None
+    details: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    # Pass as ?before= to get the next (older) page; null on the last page.
+    next_before: int | None

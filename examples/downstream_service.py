@@ -3,8 +3,10 @@
 It has no database, no keys and no settings of the gateway: only the gateway's issuer URL.
 Run it beside a gateway on port 8000::
 
-    DOWNSTREAM_ISSUER=http://127.0.0.1:8000 \\
-        uvicorn --factory --app-dir examples downstream_service:from_environment --port 8001
+    DOWNSTREAM_ISSUER=http://127.0.0.1:8000 uvicorn --no-access-log \\
+        --factory --app-dir examples downstream_service:from_environment --port 8001
+
+(``--no-access-log``: WebSocket clients may put the token in the URL.)
 
 Environment: ``DOWNSTREAM_ISSUER`` (the gateway's ``AUTHSVC_ISSUER``), ``DOWNSTREAM_AUDIENCE``
 (its ``AUTHSVC_AUDIENCE``, default ``authsvc``), ``DOWNSTREAM_JWKS_REFRESH_INTERVAL`` (seconds

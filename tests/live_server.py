@@ -70,6 +70,10 @@ class Server:
     stderr_path: Path
 
     @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
     def stdout(self) -> str:
         return self.stdout_path.read_text(encoding="utf-8")
 

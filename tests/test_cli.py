@@ -348,7 +348,8 @@ def test_keys_rotate_adds_a_second_key_that_becomes_active(run: Run, tmp_path: P
     [new_file] = [path for path in files if path != old.path]
     assert stat.S_IMODE(new_file.stat().st_mode) == 0o600
     assert result.stdout == (
-        f"Rotated: new RS256 key {kid_of(new_file)} (keys/{new_file.name}) now signs\n"
+        f"Rotated: new RS256 key {kid_of(new_file)} (keys/{new_file.name}) "
+        "signs from the next start\n"
     )
     key_set = KeySet(algorithm="RS256", keys=tuple(load_keys(tmp_path / "keys")))
     assert key_set.active.kid == kid_of(new_file)

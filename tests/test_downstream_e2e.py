@@ -59,6 +59,7 @@ def downstream_service(issuer: str, logs: Path, **env: str) -> Iterator[tuple[st
                 sys.executable,
                 "-m",
                 "uvicorn",
+                "--no-access-log",
                 "--factory",
                 "--app-dir",
                 str(EXAMPLES),
@@ -246,7 +247,7 @@ def _restart_with_rotated_key(factory: ServerFactory, gateway: Server) -> Server
     )
     assert rotated.returncode == 0, rotated.stderr
     factory.stop(factory.started[0])
-    port = int(gateway.base_url.rsplit(":", 1)[1])
+    port = gateway.port
     return factory.start(port, **BOOTSTRAP_ADMIN)
 
 

@@ -155,7 +155,7 @@ def edge(
         gateway = factory.start(**BOOTSTRAP_ADMIN)
         seeded = seed_reports_users(gateway)
         listen = free_port()
-        gateway_port = int(gateway.base_url.rsplit(":", 1)[1])
+        gateway_port = gateway.port
         conf = base / "nginx.conf"
         conf.write_text(render_config(gateway_port, upstream.port, listen, www))
         log = base / "error.log"

@@ -9,6 +9,7 @@ declared with ``Security(..., scopes=[...])`` at the router and at the route acc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
@@ -20,8 +21,10 @@ from authsvc.db.models import User
 from authsvc.oauth2.bearer import check_scopes, refused, require_token, token_from_authorization
 from authsvc.oauth2.errors import InvalidTokenError
 from authsvc.oauth2.token_checks import TokenRevokedError, live_user
+from authsvc.security.network import Caller, caller_of
 from authsvc.security.principal import Principal
 from authsvc.security.tokens import TokenValidationError
+from authsvc.services.audit import AuditLog, AuditType
 
 # Declares the OAuth2 password flow in OpenAPI so Swagger's Authorize button logs in through
 # our token endpoint; it never raises, our own parsing below decides what a bad header means.
@@ -48,6 +51,34 @@ def get_session(ctx: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+async def get_caller(request: Request, ctx: ContextDep) -> Caller:
+    return caller_of(request, ctx.trusted_proxies)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+@dataclass(frozen=True)
+class RequestAudit:
+    """The audit log with this request's caller and acting principal filled in."""
+
+    log: AuditLog
+    caller: Caller
+    actor_id: str | None
+
+    def __call__(self, event: AuditType, **fields: Any) -> None:
+        self.log.record(event, caller=self.caller, actor_id=self.actor_id, **fields)
+
+
+async def get_audit(request: Request, ctx: ContextDep, caller: CallerDep) -> RequestAudit:
+    # The route's security dependencies ran first and left the verified claims here.
+    claims: Principal | None = getattr(request.state, "token_claims", None)
+    return RequestAudit(ctx.audit, caller, claims.sub if claims else None)
+
+
+AuditDep = Annotated[RequestAudit, Depends(get_audit)]
+
+
 async def get_bearer_token(
     request: Request, _declared: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> str:
@@ -63,7 +94,7 @@ async def get_token_claims(
     cached: Principal | None = getattr(request.state, "token_claims", None)
     if cached is None:
         try:
-            raw = ctx.keys.verify(token)
+            raw = await ctx.keys.verify_async(token)
         except TokenValidationError as exc:
             raise refused(exc) from None
         cached = Principal.from_claims(raw)
@@ -79,10 +110,11 @@ def get_current_user(
     security_scopes: SecurityScopes,
     claims: Annotated[Principal, Security(get_token_claims)],
     session: SessionDep,
+    ctx: ContextDep,
 ) -> User:
     """The token's active user; revoked tokens (denylist, revoke-all cutoff) are refused here."""
     try:
-        user = live_user(session, claims.claims)
+        user = live_user(session, claims.claims, ctx.denylist)
     except TokenRevokedError as exc:
         raise InvalidTokenError(str(exc)) from None
     # A scope removed from the user stops working at once, not when the token expires.

@@ -39,7 +39,16 @@ def build_engine(settings: Settings) -> Engine:
         pool_timeout=settings.db_pool_timeout,
         pool_size=10,
         max_overflow=10,
-        connect_args={"connect_timeout": settings.db_connect_timeout},
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout,
+            # A database that vanishes mid-query (a cut network, not a refusal) is noticed in
+            # seconds through TCP keepalives and the user timeout, instead of hanging.
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 2,
+            "tcp_user_timeout": settings.db_connect_timeout * 1000,
+        },
     )
 
 

@@ -13,28 +13,25 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Security, WebSocket, WebSocketException
+from fastapi import Depends, FastAPI, Request, Security, WebSocket
 from fastapi.security import SecurityScopes
 from starlette.requests import HTTPConnection
-from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
 
 from authsvc.guard.validator import Validator
 from authsvc.oauth2.bearer import (
     check_scopes,
-    checked_token,
+    refuse_websocket,
     require_token,
     token_from_authorization,
+    token_from_websocket,
 )
 from authsvc.oauth2.errors import (
-    InvalidBearerRequestError,
     OAuth2Error,
-    TemporarilyUnavailableError,
     oauth2_error_handler,
 )
 from authsvc.security.principal import Principal
 
 STATE_ATTRIBUTE = "authsvc_guard"
-QUERY_TOKEN = "access_token"  # noqa: S105 - RFC 6750 §2.3 parameter name
 
 
 @dataclass(frozen=True)
@@ -121,34 +118,15 @@ def require_scopes(*scopes: str, live: bool = False) -> Any:
     return Security(get_live_principal if live else get_principal, scopes=list(scopes))
 
 
-def _websocket_token(websocket: WebSocket) -> str:
-    token = token_from_authorization(websocket.headers.getlist("authorization"))
-    in_query = websocket.query_params.getlist(QUERY_TOKEN)
-    if in_query and (token is not None or len(in_query) > 1):
-        # RFC 6750 §2: a client MUST NOT use more than one method to send the token.
-        raise InvalidBearerRequestError("More than one access token")
-    if in_query:
-        token = checked_token(in_query[0])
-    return require_token(token)
-
-
 async def websocket_principal(security_scopes: SecurityScopes, websocket: WebSocket) -> Principal:
     """The principal of a WebSocket, from ``Authorization`` or ``?access_token=``.
 
-    Browsers cannot set headers on a WebSocket, hence the query parameter (RFC 6750 §2.3;
-    keep such URLs out of access logs). A refused connection is accepted and then closed with
-    1008 (policy violation), or 1013 (try again later) when the issuer is unreachable: a close
-    before accepting would reach the client as a bare HTTP 403 without any code.
+    A refused connection is closed with 1008, or 1013 when the issuer is unreachable.
     """
     try:
-        principal = await _guard(websocket).validator.validate(_websocket_token(websocket))
+        token = token_from_websocket(websocket)
+        principal = await _guard(websocket).validator.validate(token)
         check_scopes(security_scopes.scopes, principal.scopes)
     except OAuth2Error as exc:
-        code = (
-            WS_1013_TRY_AGAIN_LATER
-            if isinstance(exc, TemporarilyUnavailableError)
-            else WS_1008_POLICY_VIOLATION
-        )
-        await websocket.accept()
-        raise WebSocketException(code=code, reason=exc.error or "not_authenticated") from None
+        raise await refuse_websocket(websocket, exc) from None
     return principal

@@ -7,6 +7,7 @@ staleness bound is that TTL and a busy route costs the gateway one call per toke
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -22,6 +23,7 @@ import httpx
 from authsvc.guard.http import IssuerUnavailableError, OwnedClient, discover, request_json
 from authsvc.oauth2.errors import InvalidTokenError, TemporarilyUnavailableError
 from authsvc.security.principal import Principal
+from authsvc.security.tokens import AccessTokenVerifier, TokenValidationError
 
 logger = logging.getLogger("authsvc.guard")
 
@@ -55,6 +57,9 @@ class IntrospectionValidator:
     ) -> None:
         if cache_ttl < 0 or max_entries < 1:
             raise ValueError("need cache_ttl >= 0 and max_entries >= 1")
+        if issuer.endswith("/"):
+            # The gateway strips it from AUTHSVC_ISSUER, so "iss" never ends with one.
+            raise ValueError("issuer must not end with '/'")
         self.issuer = issuer
         self.audience = audience
         self.introspection_url = introspection_url
@@ -63,10 +68,21 @@ class IntrospectionValidator:
         self._max_entries = max_entries
         self._clock = clock
         self._client = OwnedClient(http_client, timeout)
+        # httpx's timeout bounds each read; this bounds the whole call.
+        self._deadline = 2 * timeout
         self._cache: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
+        self._inflight: dict[bytes, asyncio.Future[Principal | None]] = {}
+        # Only its signature-free shape checks are used: the issuer signs, we ask the issuer.
+        self._shape = AccessTokenVerifier(
+            {}, algorithms=("RS256", "ES256", "HS256"), issuer=issuer, audience=audience
+        )
         self.calls = 0
 
     async def validate(self, token: str) -> Principal:
+        if not self._plausible(token):
+            # Not one of the issuer's access tokens even before any signature: no call, and
+            # no cache entry that random strings could flush good answers out with.
+            raise InvalidTokenError()
         key = hashlib.sha256(token.encode("utf-8")).digest()
         now = self._clock()
         cached = self._cache.get(key)
@@ -74,11 +90,29 @@ class IntrospectionValidator:
             self._cache.move_to_end(key)
             principal = cached[1]
         else:
-            principal = await self._ask(token)
+            # One call per token however many requests carry it at once.
+            task = self._inflight.get(key)
+            if task is None:
+                task = asyncio.ensure_future(self._ask(token))
+                self._inflight[key] = task
+                task.add_done_callback(lambda _: self._inflight.pop(key, None))
+            principal = await asyncio.shield(task)
             self._remember(key, principal, now)
         if principal is None:
             raise InvalidTokenError()
         return principal
+
+    def _plausible(self, token: str) -> bool:
+        try:
+            _, claims = self._shape.parse_unverified(token)
+        except TokenValidationError:
+            return False
+        audience = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        return (
+            claims["iss"] == self.issuer
+            and self.audience in audience
+            and claims["exp"] > time.time() - self._shape.leeway
+        )
 
     def _remember(self, key: bytes, principal: Principal | None, now: float) -> None:
         if self._cache_ttl == 0:
@@ -105,16 +139,17 @@ class IntrospectionValidator:
     async def _ask(self, token: str) -> Principal | None:
         self.calls += 1
         try:
-            url = await self._endpoint()
-            status, answer, _ = await request_json(
-                self._client.http,
-                "POST",
-                url,
-                data={"token": token, "token_type_hint": "access_token"},
-                headers={"Authorization": self._authorization},
-            )
-        except IssuerUnavailableError as exc:
-            logger.warning("introspection failed: %s", exc)
+            async with asyncio.timeout(self._deadline):
+                url = await self._endpoint()
+                status, answer, _ = await request_json(
+                    self._client.http,
+                    "POST",
+                    url,
+                    data={"token": token, "token_type_hint": "access_token"},
+                    headers={"Authorization": self._authorization},
+                )
+        except (IssuerUnavailableError, TimeoutError) as exc:
+            logger.warning("introspection failed: %s", str(exc) or "timed out")
             raise TemporarilyUnavailableError("The token issuer is unavailable") from None
         if status != 200:
             # 401 means our client credentials are wrong: an operator's problem, not the

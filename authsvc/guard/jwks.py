@@ -17,10 +17,12 @@ Only the issuer's own documents are ever fetched. Nothing a token carries (``jku
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
+from enum import Enum
 from typing import Any
 
 import httpx
@@ -77,6 +79,12 @@ def parse_jwks(
     return keys
 
 
+class Refresh(Enum):
+    FETCHED = "fetched"
+    SKIPPED = "skipped"  # the interval since the last attempt has not passed
+    FAILED = "failed"
+
+
 class JwksCache:
     """The issuer's keys by kid, refreshed by the rules in this module's docstring."""
 
@@ -92,6 +100,7 @@ class JwksCache:
         min_ttl: float,
         max_ttl: float,
         on_update: Callable[[Mapping[str, VerificationKey]], None],
+        deadline: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
@@ -105,7 +114,13 @@ class JwksCache:
         self._loaded = False
         self._expires_at = 0.0
         self._last_attempt: float | None = None
-        self._generation = 0
+        # Every finished attempt bumps this; a caller that waited through one takes its
+        # outcome instead of starting another (no queue of serial retries behind an outage).
+        self._attempts = 0
+        self._last_outcome = Refresh.SKIPPED
+        self._max_ttl = max_ttl
+        self._deadline = deadline
+        self._background: asyncio.Task[Refresh] | None = None
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
         self.fetches = 0
@@ -118,37 +133,72 @@ class JwksCache:
             self._lock, self._lock_loop = asyncio.Lock(), loop
         return self._lock
 
-    @property
-    def stale(self) -> bool:
-        return not self._loaded or self._clock() >= self._expires_at
-
     async def ensure_fresh(self) -> None:
-        """Fetch if the cache expired; raise only when there are no keys at all to use."""
-        if self.stale:
-            await self._refresh(self._generation)
+        """Keys to verify with, refreshed by the rules above; raise only when there are none.
+
+        An expired cache is refreshed in the background: requests keep using the keys they
+        have instead of queueing behind a slow issuer. Only a cold cache, or keys stale past
+        ``max_ttl`` (a key the issuer withdrew must not live on through an outage), make the
+        caller wait.
+        """
+        now = self._clock()
+        if self._loaded and now >= self._expires_at + self._max_ttl:
+            logger.warning("the issuer's keys are too stale to use; dropping them")
+            self._loaded = False
+            self._on_update({})
         if not self._loaded:
-            raise IssuerUnavailableError("the issuer's keys have not been fetched yet")
+            await self._refresh(self._attempts)
+            if not self._loaded:
+                raise IssuerUnavailableError("the issuer's keys could not be fetched")
+        elif now >= self._expires_at and (self._background is None or self._background.done()):
+            self._background = asyncio.create_task(self._refresh(self._attempts))
 
-    async def refresh_for_unknown_kid(self) -> bool:
-        """Refetch after an unknown kid; False when the interval forbids it (keys unchanged)."""
-        return await self._refresh(self._generation)
+    async def refresh_for_unknown_kid(self) -> Refresh:
+        """Refetch after an unknown kid, unless the interval forbids it.
 
-    async def _refresh(self, seen_generation: int) -> bool:
+        SKIPPED right after a failed attempt reads as FAILED: the issuer could not be asked,
+        so the token may be good (503, not 401).
+        """
+        outcome = await self._refresh(self._attempts)
+        if outcome is Refresh.SKIPPED and self._last_outcome is Refresh.FAILED:
+            return Refresh.FAILED
+        return outcome
+
+    async def _refresh(self, seen_attempts: int) -> Refresh:
         async with self._get_lock():
-            if self._generation != seen_generation:
-                return True  # another caller fetched while we waited: use its result
-            now = self._clock()
-            if self._last_attempt is not None and now - self._last_attempt < self._refresh_interval:
-                return False
-            self._last_attempt = now
+            if self._attempts != seen_attempts:
+                return self._last_outcome  # an attempt finished while we waited: share it
+            if (
+                self._last_attempt is not None
+                and self._clock() - self._last_attempt < self._refresh_interval
+            ):
+                return Refresh.SKIPPED
             try:
-                await self._fetch()
-            except IssuerUnavailableError as exc:
+                async with asyncio.timeout(self._deadline):
+                    await self._fetch()
+                outcome = Refresh.FETCHED
+            except (IssuerUnavailableError, TimeoutError) as exc:
                 # Keep serving the keys we have; the interval paces the retries.
-                logger.warning("could not refresh the issuer's keys: %s", exc)
-                return False
-            self._generation += 1
-            return True
+                logger.warning("could not refresh the issuer's keys: %s", str(exc) or "timed out")
+                outcome = Refresh.FAILED
+            except Exception:
+                # The background refresh has nobody to raise to; never lose it silently.
+                logger.exception("refreshing the issuer's keys failed")
+                outcome = Refresh.FAILED
+            # The interval counts from the end of an attempt, so a slow failure is not
+            # followed at once by another.
+            self._last_attempt = self._clock()
+            self._attempts += 1
+            self._last_outcome = outcome
+            return outcome
+
+    async def aclose(self) -> None:
+        """Stop a background refresh still running (before its HTTP client is closed)."""
+        task, self._background = self._background, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _fetch(self) -> None:
         self.fetches += 1

@@ -15,7 +15,7 @@ from typing import Protocol
 import httpx
 
 from authsvc.guard.http import IssuerUnavailableError, OwnedClient
-from authsvc.guard.jwks import JwksCache
+from authsvc.guard.jwks import JwksCache, Refresh
 from authsvc.oauth2.bearer import refused
 from authsvc.oauth2.errors import TemporarilyUnavailableError
 from authsvc.security.keys import ASYMMETRIC_ALGORITHMS
@@ -62,6 +62,9 @@ class TokenValidator:
             raise ValueError(f"algorithms must be among {ASYMMETRIC_ALGORITHMS}")
         if not 0 < min_ttl <= max_ttl:
             raise ValueError("need 0 < min_ttl <= max_ttl")
+        if issuer.endswith("/"):
+            # The gateway strips it from AUTHSVC_ISSUER, so "iss" never ends with one.
+            raise ValueError("issuer must not end with '/'")
         self.issuer = issuer
         self._client = OwnedClient(http_client, timeout)
         self.verifier = AccessTokenVerifier(
@@ -77,6 +80,7 @@ class TokenValidator:
             min_ttl=min_ttl,
             max_ttl=max_ttl,
             on_update=self._install_keys,
+            deadline=2 * timeout,
         )
 
     def _install_keys(self, keys: Mapping[str, VerificationKey]) -> None:
@@ -95,14 +99,17 @@ class TokenValidator:
             if exc.unknown_kid is None:
                 raise refused(exc) from None
         # A kid we do not know: the issuer may have rotated since our last fetch.
-        if not await self.jwks.refresh_for_unknown_kid():
-            raise refused(TokenValidationError("unknown kid"))
+        outcome = await self.jwks.refresh_for_unknown_kid()
+        if outcome is Refresh.FAILED:
+            # We could not ask; the token may well be good. Let the client retry.
+            raise TemporarilyUnavailableError("The token issuer's keys are unavailable")
         try:
             return Principal.from_claims(self.verifier.verify(token))
         except TokenValidationError as exc:
             raise refused(exc) from None
 
     async def aclose(self) -> None:
+        await self.jwks.aclose()
         await self._client.aclose()
 
     async def __aenter__(self) -> TokenValidator:

@@ -15,12 +15,18 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from authsvc.oauth2.errors import InvalidClientError, InvalidRequestError, UnauthorizedClientError
+from authsvc.services.audit import FAILURE, AuditLog, AuditType
 from authsvc.services.clients import PUBLIC_CLIENT_GRANTS, ClientService, secret_matches
+
+if TYPE_CHECKING:
+    from authsvc.oauth2.token_endpoint import TokenRequest
 
 DEFAULT_CLIENT_ID = "public"
 SUPPORTED_AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
@@ -100,9 +106,31 @@ def _checked(credentials: ClientCredentials) -> ClientCredentials:
 
 
 class ClientAuthenticator:
-    def __init__(self, sessions: sessionmaker[Session], *, require_registered: bool) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], audit: AuditLog, *, require_registered: bool
+    ) -> None:
         self.sessions = sessions
+        self.audit = audit
         self.require_registered = require_registered
+
+    async def authenticate_request(
+        self, request: TokenRequest, *, require_confidential: bool = False
+    ) -> OAuthClient:
+        """Authenticate the client of a token, introspection or revocation request."""
+        credentials = ClientCredentials(None, None, "none")
+        try:
+            credentials = extract_credentials(request.authorization, request.params)
+            return await run_in_threadpool(
+                self.authenticate, credentials, require_confidential=require_confidential
+            )
+        except InvalidClientError:
+            self.audit.record(
+                AuditType.CLIENT_AUTH_FAILED,
+                outcome=FAILURE,
+                caller=request.caller,
+                client_id=credentials.client_id,
+            )
+            raise
 
     def authenticate(
         self, credentials: ClientCredentials, *, require_confidential: bool = False

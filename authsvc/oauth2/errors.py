@@ -61,6 +61,18 @@ class InvalidGrantError(OAuth2Error):
     error = "invalid_grant"
 
 
+class InvalidCredentialsError(InvalidGrantError):
+    """A wrong username or password: the failure the per-address limit counts (guessing).
+
+    A spent or unknown refresh token is a plain InvalidGrantError: guessing 256 random bits is
+    hopeless, and clients racing their own refresh must not be throttled for it.
+    """
+
+    # Set once the failure is counted against the caller's address (the password grant
+    # counts before checking), so the throttle does not count it twice.
+    counted = False
+
+
 class UnauthorizedClientError(OAuth2Error):
     error = "unauthorized_client"
 
@@ -86,6 +98,25 @@ class TemporarilyUnavailableError(OAuth2Error):
     status_code = 503
     default_description = "The service is temporarily unavailable"
     retry_after = 5
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "Retry-After": str(self.retry_after)}
+
+
+class RateLimitedError(OAuth2Error):
+    """Too many failures from one address: 429 with Retry-After (RFC 6585 §4).
+
+    RFC 6749 registers no code for this; ``invalid_request`` is the registered code closest in
+    meaning, and the status and Retry-After say the rest.
+    """
+
+    error = "invalid_request"
+    status_code = 429
+    default_description = "Too many failed attempts from this address; retry later"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__()
+        self.retry_after = retry_after
 
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "Retry-After": str(self.retry_after)}

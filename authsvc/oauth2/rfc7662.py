@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from authsvc.oauth2.client_auth import extract_credentials
-from authsvc.oauth2.token_checks import TokenRevokedError, is_client_token, live_scope
+from authsvc.oauth2.throttle import Throttle
+from authsvc.oauth2.token_checks import TokenRevokedError, is_client_token, verify_live
 from authsvc.oauth2.token_endpoint import read_token_request
+from authsvc.security.network import Caller
 from authsvc.security.tokens import MAX_TOKEN_BYTES, TokenValidationError
 from authsvc.services.sessions import SessionService
 
@@ -30,14 +31,18 @@ def looks_like_jwt(token: str) -> bool:
 
 
 class IntrospectionEndpoint:
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: AppContext, throttle: Throttle) -> None:
         self.ctx = ctx
+        self.throttle = throttle
 
-    async def handle(self, request: Request) -> dict[str, Any]:
-        token_request = await read_token_request(request)
-        credentials = extract_credentials(token_request.authorization, token_request.params)
-        await run_in_threadpool(
-            self.ctx.client_authenticator.authenticate, credentials, require_confidential=True
+    async def handle(self, request: Request, caller: Caller) -> dict[str, Any]:
+        # Introspection answers "is this token good?": a guessing oracle without the limit.
+        return await self.throttle.guard(caller, lambda: self._handle(request, caller))
+
+    async def _handle(self, request: Request, caller: Caller) -> dict[str, Any]:
+        token_request = await read_token_request(request, caller)
+        await self.ctx.client_authenticator.authenticate_request(
+            token_request, require_confidential=True
         )
         token = token_request.require("token")
         # §2.1: token_type_hint is only a hint; an unknown one is ignored, not an error.
@@ -52,13 +57,8 @@ class IntrospectionEndpoint:
 
     def _access_token(self, token: str) -> dict[str, Any]:
         try:
-            claims = self.ctx.keys.verify(token)
-        except TokenValidationError:
-            return dict(INACTIVE)
-        try:
-            with self.ctx.sessionmaker() as session:
-                scope = live_scope(session, claims)
-        except TokenRevokedError:
+            claims, scope = verify_live(self.ctx, token)
+        except (TokenValidationError, TokenRevokedError):
             return dict(INACTIVE)
         answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}
         answer.update({name: claims[name] for name in _ACCESS_CLAIMS if name in claims})

@@ -8,12 +8,16 @@ its jti on the denylist, its user disabled, deleted, or revoked-all after it was
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from authsvc.db.models import RevokedAccessToken, User
+from authsvc.db.models import User
 from authsvc.services.clients import ClientService
+from authsvc.services.denylist import Denylist
+
+if TYPE_CHECKING:
+    from authsvc.context import AppContext
 from authsvc.services.sessions import cutoff_timestamp
 
 
@@ -33,10 +37,6 @@ def is_client_token(claims: dict[str, Any]) -> bool:
     return sub == claims.get("client_id") and not _is_uuid(sub)
 
 
-def denied(session: Session, jti: str) -> bool:
-    return session.get(RevokedAccessToken, jti) is not None
-
-
 class TokenRevokedError(Exception):
     """The token verified but must no longer be honoured; the message says why."""
 
@@ -47,14 +47,14 @@ REVOKED = "The access token was revoked"
 CLIENT_GONE = "The client is unknown"
 
 
-def live_user(session: Session, claims: dict[str, Any]) -> User:
+def live_user(session: Session, claims: dict[str, Any], denylist: Denylist) -> User:
     """The token's active user, or ``TokenRevokedError`` if the token was taken back."""
     try:
         user_id = uuid.UUID(str(claims["sub"]))
     except ValueError:
         # Not a user id: a client_credentials token, which has no user to act as.
         raise TokenRevokedError(INVALID) from None
-    if denied(session, str(claims["jti"])):
+    if denylist.contains(session, str(claims["jti"])):
         raise TokenRevokedError(REVOKED)
     user = session.get(User, user_id)
     if user is None or not user.is_active:
@@ -65,7 +65,7 @@ def live_user(session: Session, claims: dict[str, Any]) -> User:
     return user
 
 
-def live_scope(session: Session, claims: dict[str, Any]) -> str:
+def live_scope(session: Session, claims: dict[str, Any], denylist: Denylist) -> str:
     """The scope the token still carries, or ``TokenRevokedError`` saying why it does not.
 
     The token's scope narrowed to what its user (or, for client tokens, its client) holds
@@ -73,12 +73,23 @@ def live_scope(session: Session, claims: dict[str, Any]) -> str:
     """
     granted = str(claims.get("scope") or "").split()
     if is_client_token(claims):
-        if denied(session, str(claims["jti"])):
+        if denylist.contains(session, str(claims["jti"])):
             raise TokenRevokedError(REVOKED)
         client = ClientService(session).get(str(claims["client_id"]))
         if client is None:
             raise TokenRevokedError(CLIENT_GONE)
         held = set(client.scopes)
     else:
-        held = set(live_user(session, claims).scope_names)
+        held = set(live_user(session, claims, denylist).scope_names)
     return " ".join(scope for scope in granted if scope in held)
+
+
+def verify_live(ctx: AppContext, token: str) -> tuple[dict[str, Any], str]:
+    """A token's verified claims and the scope it still holds, for callers outside a request's
+    own session (introspection, forward-auth).
+
+    Raises ``TokenValidationError`` (never valid) or ``TokenRevokedError`` (taken back).
+    """
+    claims = ctx.keys.verify(token)
+    with ctx.sessionmaker() as session:
+        return claims, live_scope(session, claims, ctx.denylist)

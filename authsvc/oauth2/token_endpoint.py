@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl
 from starlette.requests import ClientDisconnect, Request
 
 from authsvc.oauth2.errors import InvalidRequestError, UnsupportedGrantTypeError
+from authsvc.oauth2.throttle import Throttle
+from authsvc.security.network import Caller
 
 MAX_BODY_BYTES = 16 * 1024
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -24,6 +26,7 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 class TokenRequest:
     params: Mapping[str, str]
     authorization: str | None
+    caller: Caller
 
     def get(self, name: str) -> str | None:
         return self.params.get(name)
@@ -75,7 +78,7 @@ def parse_form(body: bytes) -> dict[str, str]:
     return params
 
 
-async def read_token_request(request: Request) -> TokenRequest:
+async def read_token_request(request: Request, caller: Caller) -> TokenRequest:
     if request.url.query:
         # RFC 6749 §3.2 requires POST with a form body; credentials in a URL end up in logs.
         raise InvalidRequestError("Parameters must be sent in the request body, not the URL")
@@ -86,21 +89,24 @@ async def read_token_request(request: Request) -> TokenRequest:
         raise InvalidRequestError("More than one Authorization header")
     params = parse_form(await _read_body(request))
     return TokenRequest(
-        params=params,
-        authorization=request.headers.get("authorization"),
+        params=params, authorization=request.headers.get("authorization"), caller=caller
     )
 
 
 class TokenEndpoint:
-    def __init__(self, grants: list[Grant]) -> None:
+    def __init__(self, grants: list[Grant], throttle: Throttle) -> None:
         self.grants = {grant.GRANT_TYPE: grant for grant in grants}
+        self.throttle = throttle
 
     @property
     def grant_types(self) -> list[str]:
         return list(self.grants)
 
-    async def handle(self, request: Request) -> dict[str, Any]:
-        token_request = await read_token_request(request)
+    async def handle(self, request: Request, caller: Caller) -> dict[str, Any]:
+        return await self.throttle.guard(caller, lambda: self._handle(request, caller))
+
+    async def _handle(self, request: Request, caller: Caller) -> dict[str, Any]:
+        token_request = await read_token_request(request, caller)
         grant_type = token_request.require("grant_type")
         grant = self.grants.get(grant_type)
         if grant is None:

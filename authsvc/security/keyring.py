@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
+
 from authsvc.security.keys import KeySet, KeyStoreError, load_keys
 from authsvc.security.tokens import (
     AccessTokenVerifier,
@@ -26,6 +28,7 @@ from authsvc.security.tokens import (
 )
 
 logger = logging.getLogger("authsvc")
+LOCK_TIMEOUT = 2.0
 
 
 class KeyRing:
@@ -64,10 +67,16 @@ class KeyRing:
         }
 
     def rescan(self) -> bool:
-        """Reload if the directory's key files changed; True when the keys changed."""
+        """Reload if the directory's key files changed; True when the keys changed.
+
+        A caller that finds a rescan running waits for it (a directory listing and a few PEM
+        files) and then, inside the interval, uses what it installed.
+        """
         if self._keys_dir is None:
             return False
-        with self._lock:
+        if not self._lock.acquire(timeout=LOCK_TIMEOUT):
+            return False
+        try:
             now = self._clock()
             if now - self._last_scan < self._rescan_interval:
                 return False
@@ -85,16 +94,44 @@ class KeyRing:
             self._install(KeySet(algorithm=self.key_set.algorithm, keys=tuple(keys)))
             logger.info("keys directory changed: now %d keys", len(keys))
             return True
+        finally:
+            self._lock.release()
 
     def verify(self, token: str) -> dict[str, Any]:
-        """Verify; on an unknown kid, rescan the directory once and try again."""
+        """Verify; on an unknown kid, rescan the directory and try once more.
+
+        The second try happens whether or not this call did the rescan: a concurrent caller
+        may just have installed the key.
+        """
         try:
             return self.verifier.verify(token)
         except TokenValidationError as exc:
-            if exc.unknown_kid is None or not self.rescan():
+            if exc.unknown_kid is None:
                 raise
+        self.rescan()
         return self.verifier.verify(token)
 
+    async def verify_async(self, token: str) -> dict[str, Any]:
+        """``verify`` for the event loop: the rescan (file IO, a lock) runs in a thread."""
+        try:
+            return self.verifier.verify(token)
+        except TokenValidationError as exc:
+            if exc.unknown_kid is None:
+                raise
+        return await run_in_threadpool(self.verify, token)
+
     def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The public keys of the configured algorithm only.
+
+        A key file of another algorithm (left from before AUTHSVC_JWT_ALGORITHM changed)
+        verifies nothing here, so publishing it would let a downstream guard accept tokens
+        the gateway refuses.
+        """
         self.rescan()
-        return self.key_set.jwks()
+        return {
+            "keys": [
+                jwk
+                for jwk in self.key_set.jwks()["keys"]
+                if jwk.get("alg") in self.verifier.algorithms
+            ]
+        }

@@ -29,9 +29,12 @@ from authsvc.oauth2.scope import grant_scopes
 class RefreshTokenError(Exception):
     """The refresh token cannot be used; ``reuse`` tells that its family was just revoked."""
 
-    def __init__(self, reason: str, *, reuse: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, reuse: bool = False, user_id: uuid.UUID | None = None
+    ) -> None:
         super().__init__(reason)
         self.reuse = reuse
+        self.user_id = user_id
 
 
 def hash_refresh_token(token: str) -> str:
@@ -211,7 +214,9 @@ class SessionService:
             # replayed; revoke the family so the newest token stops working too.
             family.revoked_at = now
             self.session.commit()
-            raise RefreshTokenError("refresh token reused; session revoked", reuse=True)
+            raise RefreshTokenError(
+                "refresh token reused; session revoked", reuse=True, user_id=family.user_id
+            )
         raise RefreshTokenError("the refresh token is expired or revoked")
 
     def describe(self, token: str) -> RefreshTokenInfo | None:

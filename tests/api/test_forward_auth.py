@@ -46,7 +46,20 @@ from tests.helpers import (
 
 VERIFY = "/auth/verify"
 ANSWERS = {200, 401, 403, 503}
-METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Envoy's ext_authz repeats whatever method the client used: WebDAV's, TRACE, or made up.
+METHODS = [
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "OPTIONS",
+    "PROPFIND",
+    "TRACE",
+    "MKCOL",
+    "FOO",
+]
 IDENTITY_HEADERS = ("x-auth-subject", "x-auth-username", "x-auth-scopes", "x-auth-client-id")
 READ = "reports:read"
 WRITE = "reports:write"
@@ -211,6 +224,33 @@ def test_every_method_and_sub_path_is_200(
     response = verify(client, bearer(reader_token), method=method, path=path)
 
     assert_allowed_user(response, reader, READ)
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "GET"])
+def test_every_method_gets_the_answers_get_gets(
+    client: TestClient, reader_token: str, method: str
+) -> None:
+    """No token, a bad token, a missing scope, a held scope: the same status, body, challenge
+    and identity whatever the method, on the endpoint and on a sub-path."""
+    cases: list[tuple[dict[str, str], dict[str, str] | None]] = [
+        ({}, None),
+        (bearer("a.b.c"), None),
+        (bearer(reader_token), {"scope": "admin"}),
+        (bearer(reader_token), {"scope": READ}),
+    ]
+    statuses: set[int] = set()
+    for path in (VERIFY, f"{VERIFY}/dav/reports/q1.ods"):
+        for headers, params in cases:
+            expected = verify(client, headers, params=params, path=path)
+            response = verify(client, headers, params=params, method=method, path=path)
+
+            assert response.status_code == expected.status_code, (path, headers, params)
+            if method != "HEAD":
+                assert response.content == expected.content
+            for name in ("www-authenticate", "cache-control", "pragma", *IDENTITY_HEADERS):
+                assert response.headers.get(name) == expected.headers.get(name), name
+            statuses.add(response.status_code)
+    assert statuses == {200, 401, 403}
 
 
 def test_lowercase_bearer_scheme_is_accepted(

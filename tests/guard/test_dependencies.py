@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 import anyio
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, FastAPI, Security, WebSocket
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
@@ -36,9 +38,12 @@ from authsvc.guard import (
     require_scopes,
     websocket_principal,
 )
+from authsvc.security.keys import SigningKey, generate_private_key
+from tests.guard.conftest import DocumentServer
 from tests.helpers import (
     AUDIENCE,
     EXPIRED_TOKEN,
+    ISSUER,
     Forger,
     access_token_for,
     assert_insufficient_scope,
@@ -47,6 +52,7 @@ from tests.helpers import (
     assert_not_authenticated,
     bearer,
     encode_segment,
+    user_claims,
 )
 from tests.live_server import free_port
 
@@ -466,6 +472,100 @@ def test_example_app_with_unreachable_issuer_is_503(offline_example: TestClient)
     assert response.status_code == 503
     assert response.json() == ISSUER_UNAVAILABLE
     assert response.headers["retry-after"] == "5"
+
+
+# --- a kid the guard has not seen, while the issuer is down ----------------------------------
+
+
+def _plain_app(validator: TokenValidator) -> FastAPI:
+    app = FastAPI()
+    install_guard(app, validator)
+
+    @app.get("/me")
+    async def me(principal: CurrentPrincipal) -> dict[str, str]:
+        return {"sub": principal.sub}
+
+    @app.websocket("/ws")
+    async def socket(
+        websocket: WebSocket, principal: Annotated[Principal, Security(websocket_principal)]
+    ) -> None:
+        await websocket.accept()
+        await websocket.send_json({"sub": principal.sub})
+        await websocket.close()
+
+    return app
+
+
+@dataclass
+class KeysOffline:
+    """The gateway key's JWKS on ``document_server`` (which the test can take down), a forger
+    of the gateway's tokens, and a token under a kid that JWKS never held, as after a rotation
+    the guard has not heard of."""
+
+    documents: DocumentServer
+    signing_key: SigningKey
+    forger: Forger
+    rotated: str
+
+    def publish(self) -> str:
+        jwk = self.signing_key.public_jwk()
+        return self.documents.set_json("/jwks.json", {"keys": [jwk]})
+
+    def go_down(self) -> None:
+        self.documents.set_json("/jwks.json", {"error": "down"}, status=500)
+
+
+@pytest.fixture
+def keys_offline(document_server: DocumentServer, signing_key: SigningKey) -> KeysOffline:
+    account = {"id": str(uuid.uuid4()), "username": "alice"}
+    forger = Forger(signing_key, lambda: user_claims(account))
+    other = generate_private_key("RS256")
+    assert isinstance(other, rsa.RSAPrivateKey)
+    rotated = forger.token(header=forger.header(kid="rotated-in"), private_key=other)
+    return KeysOffline(document_server, signing_key, forger, rotated)
+
+
+def test_unknown_kid_while_the_issuer_is_down_is_503_and_closes_a_websocket_1013(
+    keys_offline: KeysOffline,
+) -> None:
+    validator = TokenValidator(
+        ISSUER, AUDIENCE, jwks_url=keys_offline.publish(), refresh_interval=0
+    )
+    with TestClient(_plain_app(validator)) as service:
+        assert service.get("/me", headers=bearer(keys_offline.forger.token())).status_code == 200
+        keys_offline.go_down()
+
+        response = service.get("/me", headers=bearer(keys_offline.rotated))
+        assert response.status_code == 503
+        assert response.json() == ISSUER_UNAVAILABLE
+        assert response.headers["retry-after"] == "5"
+        assert "www-authenticate" not in response.headers
+        assert_no_store(response)
+        closed = ws_refusal(service, "/ws", headers=bearer(keys_offline.rotated))
+        assert (closed.code, closed.reason) == (1013, "temporarily_unavailable")
+        # The key the guard holds goes on verifying.
+        assert service.get("/me", headers=bearer(keys_offline.forger.token())).status_code == 200
+
+        keys_offline.publish()  # back, and still without that kid: now it is refused
+        assert_invalid_token(service.get("/me", headers=bearer(keys_offline.rotated)))
+        closed = ws_refusal(service, "/ws", headers=bearer(keys_offline.rotated))
+        assert (closed.code, closed.reason) == (1008, "invalid_token")
+
+
+def test_unknown_kid_within_the_refresh_interval_is_401_without_asking(
+    keys_offline: KeysOffline,
+) -> None:
+    """The keys were fetched moments ago and did not hold that kid: the interval forbids
+    asking again, and the answer is the gateway's invalid_token, issuer up or down."""
+    validator = TokenValidator(
+        ISSUER, AUDIENCE, jwks_url=keys_offline.publish(), refresh_interval=30
+    )
+    with TestClient(_plain_app(validator)) as service:
+        assert service.get("/me", headers=bearer(keys_offline.forger.token())).status_code == 200
+        keys_offline.go_down()
+
+        assert_invalid_token(service.get("/me", headers=bearer(keys_offline.rotated)))
+    assert keys_offline.documents.hits["/jwks.json"] == 1
 
 
 # --- lifespan -------------------------------------------------------------------------------

@@ -7,15 +7,23 @@ validator must do with answers the gateway would never give.
 
 Time-dependent cases inject a clock into the validator instead of sleeping, except one that
 sleeps through a real 0.3 s TTL end to end.
+
+The validator asks about a token only if it has the shape of one of the issuer's access tokens
+(three segments, an at+jwt header, typed claims, our ``iss`` and ``aud``, not expired); the
+canned answers are therefore about ``shaped()`` tokens, which carry no valid signature: the
+validator does no crypto, the issuer does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import importlib
 import json
 import logging
+import secrets
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,10 +57,12 @@ from tests.helpers import (
     assert_insufficient_scope,
     assert_invalid_token,
     assert_no_store,
+    b64url,
     basic,
     bearer,
     client_credentials_token,
     create_client,
+    encode_segment,
     password_login,
 )
 from tests.live_server import free_port
@@ -298,7 +308,9 @@ def test_refresh_token_presented_as_bearer_is_refused_although_introspection_say
     response = live_service.client.get("/live/me", headers=bearer(refresh_token))
 
     assert_invalid_token(response)
-    assert live_service.validator.calls == 1
+    # An opaque refresh token does not even look like an access token: refused without asking
+    # (an active answer about one is refused too: see the token_type cases below).
+    assert live_service.validator.calls == 0
 
 
 # --- the principal an introspection answer makes ---------------------------------------------
@@ -411,6 +423,36 @@ def canned() -> Iterator[CannedIssuer]:
     anyio.run(issuer.http.aclose)
 
 
+def shaped(
+    issuer: str = OTHER_ISSUER,
+    *,
+    header: dict[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+    **claims: Any,
+) -> str:
+    """A token of the shape the issuer's access tokens have, with a signature nobody made:
+    enough for the validator to ask about it. ``claims`` override, ``drop`` removes; a
+    ``header`` member given as ``None`` is removed."""
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "iss": issuer,
+        "sub": "user-1",
+        "aud": AUDIENCE,
+        "exp": now + 600,
+        "iat": now,
+        "nbf": now,
+        "jti": uuid.uuid4().hex,
+        "client_id": "web",
+        "scope": "reports:read orders:write",
+        **claims,
+    }
+    for name in drop:
+        del payload[name]
+    head = {"alg": "RS256", "kid": "gateway-key", "typ": "at+jwt", **(header or {})}
+    head = {name: value for name, value in head.items() if value is not None}
+    return f"{encode_segment(head)}.{encode_segment(payload)}.{b64url(b'no signature here')}"
+
+
 def introspector(documents: DocumentServer | CannedIssuer, **kwargs: Any) -> IntrospectionValidator:
     if isinstance(documents, CannedIssuer):
         kwargs.setdefault("http_client", documents.http)
@@ -446,10 +488,11 @@ async def test_unusable_endpoint_answer_is_temporarily_unavailable(
 ) -> None:
     canned.routes[INTROSPECT_PATH] = UNUSABLE[case]
     validator = introspector(canned)
+    token = shaped()
     with pytest.raises(TemporarilyUnavailableError) as caught:
-        await validator.validate("token")
+        await validator.validate(token)
     with pytest.raises(TemporarilyUnavailableError):
-        await validator.validate("token")
+        await validator.validate(token)
 
     assert caught.value.status_code == 503
     assert validator.calls == 2  # an unusable answer is not cached
@@ -470,7 +513,7 @@ async def test_real_http_500_non_json_and_json_array_are_temporarily_unavailable
                 {"Content-Type": content_type},
             )
             with pytest.raises(TemporarilyUnavailableError):
-                await validator.validate("token")
+                await validator.validate(shaped())
 
     assert validator.calls == 3
     assert document_server.hits[INTROSPECT_PATH] == 3
@@ -484,7 +527,7 @@ async def test_real_http_500_non_json_and_json_array_are_temporarily_unavailable
 def test_unusable_answer_reaches_the_caller_as_503(canned: CannedIssuer) -> None:
     canned.routes[INTROSPECT_PATH] = UNUSABLE["500"]
     with TestClient(build_app(unreachable_issuer(), introspector(canned))) as service:
-        response = service.get("/live/me", headers=bearer("token"))
+        response = service.get("/live/me", headers=bearer(shaped()))
 
     assert response.status_code == 503
     assert response.json() == ISSUER_UNAVAILABLE
@@ -498,7 +541,8 @@ async def test_unreachable_endpoint_is_temporarily_unavailable() -> None:
         OTHER_ISSUER, AUDIENCE, "downstream", "secret", introspection_url=url
     ) as validator:
         with pytest.raises(TemporarilyUnavailableError):
-            await validator.validate("token")
+            await validator.validate(shaped())
+    assert validator.calls == 1
 
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -527,7 +571,7 @@ async def test_metadata_without_a_usable_introspection_endpoint_is_temporarily_u
         OTHER_ISSUER, AUDIENCE, "downstream", "secret", http_client=canned.http
     )
     with pytest.raises(TemporarilyUnavailableError):
-        await validator.validate("token")
+        await validator.validate(shaped())
 
     assert validator.introspection_url is None
     assert canned.hits[INTROSPECT_PATH] == 0
@@ -541,8 +585,8 @@ async def test_discovered_endpoint_is_remembered(document_server: DocumentServer
     )
     document_server.set_json(INTROSPECT_PATH, answer(iss=issuer))
     async with IntrospectionValidator(issuer, AUDIENCE, "downstream", "secret") as validator:
-        for token in ("one", "two", "three"):
-            assert (await validator.validate(token)).sub == "user-1"
+        for _ in range(3):
+            assert (await validator.validate(shaped(issuer))).sub == "user-1"
 
     assert validator.introspection_url == issuer + INTROSPECT_PATH
     assert document_server.hits[METADATA_PATH] == 1
@@ -597,24 +641,26 @@ async def test_answer_not_about_a_usable_access_token_is_invalid_token(
     canned: CannedIssuer, overrides: dict[str, Any]
 ) -> None:
     canned.set_json(INTROSPECT_PATH, answer(**overrides))
+    validator = introspector(canned)
     with pytest.raises(InvalidTokenError) as caught:
-        await introspector(canned).validate("token")
+        await validator.validate(shaped())
 
     assert caught.value.status_code == 401
     assert caught.value.error == "invalid_token"
+    assert validator.calls == 1  # refused on the issuer's word, not before asking
 
 
 def test_real_http_wrong_iss_wrong_aud_and_inactive_answers_are_401(
     document_server: DocumentServer,
 ) -> None:
     with TestClient(build_app(unreachable_issuer(), introspector(document_server))) as service:
-        for token, bad in [
-            ("t-iss", answer(iss="https://evil.example")),
-            ("t-aud", answer(aud="another-service")),
-            ("t-inactive", {"active": False}),
+        for bad in [
+            answer(iss="https://evil.example"),
+            answer(aud="another-service"),
+            {"active": False},
         ]:
             document_server.set_json(INTROSPECT_PATH, bad)
-            assert_invalid_token(service.get("/live/me", headers=bearer(token)))
+            assert_invalid_token(service.get("/live/me", headers=bearer(shaped())))
 
     assert document_server.hits[INTROSPECT_PATH] == 3
 
@@ -623,7 +669,7 @@ def test_real_http_wrong_iss_wrong_aud_and_inactive_answers_are_401(
 async def test_principal_from_an_answer(canned: CannedIssuer) -> None:
     canned.set_json(INTROSPECT_PATH, answer(aud=["other", AUDIENCE], token_type="bearer"))
 
-    principal = await introspector(canned).validate("token")
+    principal = await introspector(canned).validate(shaped())
 
     assert principal.sub == "user-1"
     assert principal.username == "carol"
@@ -642,12 +688,13 @@ async def test_same_token_within_ttl_is_asked_once(canned: CannedIssuer) -> None
     clock = FakeClock()
     validator = introspector(canned, clock=clock)
 
-    first = await validator.validate("token")
+    token = shaped()
+    first = await validator.validate(token)
     clock.advance(4.9)
-    second = await validator.validate("token")
+    second = await validator.validate(token)
     assert validator.calls == 1
     clock.advance(0.2)
-    await validator.validate("token")
+    await validator.validate(token)
 
     assert second == first
     assert validator.calls == 2  # the default TTL of 5 s passed
@@ -659,7 +706,8 @@ async def test_different_tokens_are_asked_separately(canned: CannedIssuer) -> No
     canned.set_json(INTROSPECT_PATH, answer())
     validator = introspector(canned)
 
-    for token in ("one", "two", "one", "two"):
+    one, two = shaped(), shaped()
+    for token in (one, two, one, two):
         await validator.validate(token)
 
     assert validator.calls == 2
@@ -671,9 +719,10 @@ async def test_inactive_answers_are_cached_too(canned: CannedIssuer) -> None:
     canned.set_json(INTROSPECT_PATH, {"active": False})
     validator = introspector(canned)
 
+    token = shaped()
     for _ in range(3):
         with pytest.raises(InvalidTokenError):
-            await validator.validate("token")
+            await validator.validate(token)
 
     assert validator.calls == 1
 
@@ -683,8 +732,9 @@ async def test_zero_ttl_asks_every_time(canned: CannedIssuer) -> None:
     canned.set_json(INTROSPECT_PATH, answer())
     validator = introspector(canned, cache_ttl=0)
 
+    token = shaped()
     for _ in range(3):
-        await validator.validate("token")
+        await validator.validate(token)
 
     assert validator.calls == 3
 
@@ -693,15 +743,16 @@ async def test_zero_ttl_asks_every_time(canned: CannedIssuer) -> None:
 async def test_max_entries_evicts_the_oldest(canned: CannedIssuer) -> None:
     canned.set_json(INTROSPECT_PATH, answer())
     validator = introspector(canned, max_entries=2)
+    one, two, three = shaped(), shaped(), shaped()
 
-    for token in ("one", "two", "three"):
+    for token in (one, two, three):
         await validator.validate(token)
     assert validator.calls == 3
 
-    await validator.validate("three")
+    await validator.validate(three)
     assert validator.calls == 3  # still cached
 
-    await validator.validate("one")
+    await validator.validate(one)
     assert validator.calls == 4  # evicted when "three" came in
 
 
@@ -709,14 +760,15 @@ async def test_max_entries_evicts_the_oldest(canned: CannedIssuer) -> None:
 async def test_eviction_is_least_recently_used(canned: CannedIssuer) -> None:
     canned.set_json(INTROSPECT_PATH, answer())
     validator = introspector(canned, max_entries=2)
+    one, two, three = shaped(), shaped(), shaped()
 
-    for token in ("one", "two", "one", "three"):  # "one" was used again: "two" is the oldest
+    for token in (one, two, one, three):  # "one" was used again: "two" is the oldest
         await validator.validate(token)
     assert validator.calls == 3
 
-    await validator.validate("one")
+    await validator.validate(one)
     assert validator.calls == 3
-    await validator.validate("two")
+    await validator.validate(two)
     assert validator.calls == 4
 
 
@@ -725,14 +777,15 @@ async def test_answer_is_never_cached_past_the_tokens_exp(canned: CannedIssuer) 
     canned.set_json(INTROSPECT_PATH, answer(exp=int(time.time()) + 2))
     clock = FakeClock()
     validator = introspector(canned, cache_ttl=60, clock=clock)
+    token = shaped()
 
-    await validator.validate("token")
+    await validator.validate(token)
     clock.advance(0.5)
-    await validator.validate("token")
+    await validator.validate(token)
     assert validator.calls == 1
 
     clock.advance(1.7)  # past exp, long before the 60 s TTL
-    await validator.validate("token")
+    await validator.validate(token)
     assert validator.calls == 2
 
 
@@ -740,13 +793,16 @@ async def test_answer_is_never_cached_past_the_tokens_exp(canned: CannedIssuer) 
 async def test_answer_for_a_token_expiring_in_a_second_is_asked_again_after_it(
     canned: CannedIssuer,
 ) -> None:
-    """The same bound on the real clock: exp = now + 1, TTL 60 s, 1.2 s later a new call."""
-    canned.set_json(INTROSPECT_PATH, answer(exp=int(time.time()) + 1))
+    """The same bound on the real clock: exp = now + 1, TTL 60 s, 1.2 s later a new call (the
+    token itself, past its exp by less than the leeway, is still worth asking about)."""
+    exp = int(time.time()) + 1
+    canned.set_json(INTROSPECT_PATH, answer(exp=exp))
     validator = introspector(canned, cache_ttl=60)
+    token = shaped(exp=exp)
 
-    await validator.validate("token")
+    await validator.validate(token)
     await anyio.sleep(1.2)
-    await validator.validate("token")
+    await validator.validate(token)
 
     assert validator.calls == 2
 
@@ -755,6 +811,219 @@ def test_invalid_cache_settings_are_refused() -> None:
     for kwargs in ({"cache_ttl": -1.0}, {"max_entries": 0}):
         with pytest.raises(ValueError, match="cache_ttl"):
             IntrospectionValidator(OTHER_ISSUER, AUDIENCE, "id", "secret", **kwargs)
+
+
+# --- not one of the issuer's access tokens: refused without a call ---------------------------
+
+
+def _ago(seconds: int) -> dict[str, Any]:
+    now = int(time.time())
+    return {"exp": now - seconds, "iat": now - 600 - seconds, "nbf": now - 600 - seconds}
+
+
+def _payload(value: Any) -> str:
+    header = encode_segment({"alg": "RS256", "kid": "gateway-key", "typ": "at+jwt"})
+    return f"{header}.{encode_segment(value)}.{b64url(b'sig')}"
+
+
+NOT_OURS: dict[str, Callable[[], str]] = {
+    "another-issuer": lambda: shaped("https://evil.example"),
+    "issuer-with-a-trailing-slash": lambda: shaped(OTHER_ISSUER + "/"),
+    "another-audience": lambda: shaped(aud="another-service"),
+    "audience-list-without-ours": lambda: shaped(aud=["another-service", "a-third"]),
+    "expired-past-the-leeway": lambda: shaped(**_ago(60)),
+    "no-exp": lambda: shaped(drop=("exp",)),
+    "no-iss": lambda: shaped(drop=("iss",)),
+    "no-aud": lambda: shaped(drop=("aud",)),
+    "no-sub": lambda: shaped(drop=("sub",)),
+    "no-jti": lambda: shaped(drop=("jti",)),
+    "no-iat": lambda: shaped(drop=("iat",)),
+    "exp-a-string": lambda: shaped(exp=str(int(time.time()) + 600)),
+    "exp-true": lambda: shaped(exp=True),
+    "aud-a-number": lambda: shaped(aud=7),
+    "sub-empty": lambda: shaped(sub=""),
+    "scope-a-list": lambda: shaped(scope=["reports:read"]),
+    "alg-none": lambda: shaped(header={"alg": "none"}),
+    "alg-ps256": lambda: shaped(header={"alg": "PS256"}),
+    "typ-jwt": lambda: shaped(header={"typ": "JWT"}),
+    "no-typ": lambda: shaped(header={"typ": None}),
+    "no-kid": lambda: shaped(header={"kid": None}),
+    "jku-header": lambda: shaped(header={"jku": "https://evil.example/jwks.json"}),
+    "two-segments": lambda: shaped().rsplit(".", 1)[0],
+    "four-segments": lambda: shaped() + "." + b64url(b"x"),
+    "empty-signature": lambda: shaped().rsplit(".", 1)[0] + ".",
+    "padded-segment": lambda: shaped() + "==",
+    "payload-a-list": lambda: _payload([{"iss": OTHER_ISSUER}]),
+    "payload-not-json": lambda: _payload(b"{not json"),
+    "over-8-KiB": lambda: shaped(padding="p" * 9000),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", list(NOT_OURS))
+async def test_token_not_shaped_for_this_issuer_and_audience_is_refused_without_a_call(
+    canned: CannedIssuer, case: str
+) -> None:
+    canned.set_json(INTROSPECT_PATH, answer())  # were it asked, the issuer would say yes
+    validator = introspector(canned)
+
+    with pytest.raises(InvalidTokenError) as caught:
+        await validator.validate(NOT_OURS[case]())
+
+    assert (caught.value.status_code, caught.value.error) == (401, "invalid_token")
+    assert validator.calls == 0
+    assert canned.hits.total() == 0
+
+
+STILL_ASKED: dict[str, Callable[[], str]] = {
+    "audience-list-with-ours": lambda: shaped(aud=["another-service", AUDIENCE]),
+    "expired-within-the-leeway": lambda: shaped(**_ago(10)),
+    "no-nbf": lambda: shaped(drop=("nbf",)),
+    "es256": lambda: shaped(header={"alg": "ES256"}),
+    # An HS256 gateway's tokens cannot be checked downstream: introspection is the way.
+    "hs256": lambda: shaped(header={"alg": "HS256"}),
+    "typ-media-type": lambda: shaped(header={"typ": "application/at+jwt"}),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("case", list(STILL_ASKED))
+async def test_token_of_the_right_shape_is_asked_about(canned: CannedIssuer, case: str) -> None:
+    canned.set_json(INTROSPECT_PATH, answer())
+    validator = introspector(canned)
+
+    assert (await validator.validate(STILL_ASKED[case]())).sub == "user-1"
+    assert validator.calls == 1
+
+
+def _random_strings() -> list[str]:
+    """200 strings no issuer made: opaque ones, three random base64url segments, random hex
+    segments, and a well-formed header over a random payload."""
+    header = encode_segment({"alg": "RS256", "kid": "gateway-key", "typ": "at+jwt"})
+    strings: list[str] = []
+    for i in range(50):
+        strings.append(secrets.token_urlsafe(8 + i))
+        strings.append(".".join(secrets.token_urlsafe(4 + i) for _ in range(3)))
+        strings.append(".".join(secrets.token_hex(2 + i) for _ in range(3)))
+        strings.append(f"{header}.{secrets.token_urlsafe(16 + i)}.{secrets.token_urlsafe(32)}")
+    return strings
+
+
+@pytest.mark.anyio
+async def test_random_strings_make_no_call_and_evict_no_answer(canned: CannedIssuer) -> None:
+    canned.set_json(INTROSPECT_PATH, answer())
+    validator = introspector(canned, max_entries=1)
+    good = shaped()
+    await validator.validate(good)
+    strings = _random_strings()
+    assert len(set(strings)) == 200
+
+    for string in strings:
+        with pytest.raises(InvalidTokenError):
+            await validator.validate(string)
+
+    assert validator.calls == 1
+    assert canned.hits[INTROSPECT_PATH] == 1
+    # The cache holds one entry, and it is still the good token's answer: no call for it.
+    assert (await validator.validate(good)).sub == "user-1"
+    assert validator.calls == 1
+
+
+def test_live_route_refuses_what_is_not_an_access_token_of_ours_without_a_call(
+    canned: CannedIssuer,
+) -> None:
+    canned.set_json(INTROSPECT_PATH, answer())
+    with TestClient(build_app(unreachable_issuer(), introspector(canned))) as service:
+        for token in ("garbage", "a.b.c", shaped("https://evil.example"), shaped(**_ago(3600))):
+            assert_invalid_token(service.get("/live/me", headers=bearer(token)))
+        assert service.get("/live/me", headers=bearer(shaped())).status_code == 200
+
+    assert canned.hits[INTROSPECT_PATH] == 1
+
+
+# --- one call per token, however many requests carry it at once ----------------------------
+
+
+class SlowEndpoint:
+    """An introspection endpoint behind an ``httpx.MockTransport`` answering after ``delay``."""
+
+    def __init__(self, status: int = 200, delay: float = 0.2) -> None:
+        self.status = status
+        self.delay = delay
+        self.calls = 0
+        self.http = httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        return httpx.Response(self.status, json=answer())
+
+    def validator(self, **kwargs: Any) -> IntrospectionValidator:
+        return IntrospectionValidator(
+            OTHER_ISSUER,
+            AUDIENCE,
+            "downstream",
+            "secret",
+            introspection_url=OTHER_ISSUER + INTROSPECT_PATH,
+            http_client=self.http,
+            **kwargs,
+        )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("cache_ttl", [5.0, 0.0])
+async def test_concurrent_validations_of_one_token_make_one_call(cache_ttl: float) -> None:
+    endpoint = SlowEndpoint()
+    token = shaped()
+    async with endpoint.http, endpoint.validator(cache_ttl=cache_ttl) as validator:
+        principals = await asyncio.gather(*(validator.validate(token) for _ in range(50)))
+        assert endpoint.calls == validator.calls == 1
+        assert all(principal == principals[0] for principal in principals)
+        assert principals[0].sub == "user-1"
+
+        await validator.validate(token)  # afterwards: the cache, or without one a new call
+        assert endpoint.calls == (1 if cache_ttl else 2)
+
+
+@pytest.mark.anyio
+async def test_concurrent_validations_of_different_tokens_make_one_call_each() -> None:
+    endpoint = SlowEndpoint()
+    tokens = [shaped() for _ in range(5)]
+    async with endpoint.http, endpoint.validator() as validator:
+        await asyncio.gather(*(validator.validate(token) for token in tokens * 10))
+    assert endpoint.calls == 5
+
+
+@pytest.mark.anyio
+async def test_a_failed_call_is_shared_by_its_waiters_and_not_remembered() -> None:
+    endpoint = SlowEndpoint(status=500)
+    token = shaped()
+    async with endpoint.http, endpoint.validator() as validator:
+        outcomes = await asyncio.gather(
+            *(validator.validate(token) for _ in range(50)), return_exceptions=True
+        )
+        assert all(isinstance(outcome, TemporarilyUnavailableError) for outcome in outcomes)
+        assert endpoint.calls == 1
+
+        with pytest.raises(TemporarilyUnavailableError):
+            await validator.validate(token)
+        assert endpoint.calls == 2
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_does_not_cancel_the_call_others_wait_for() -> None:
+    endpoint = SlowEndpoint()
+    token = shaped()
+    async with endpoint.http, endpoint.validator() as validator:
+        first = asyncio.ensure_future(validator.validate(token))
+        await asyncio.sleep(0.05)  # the call is under way
+        second = asyncio.ensure_future(validator.validate(token))
+        await asyncio.sleep(0)
+        first.cancel()
+
+        assert (await second).sub == "user-1"
+        assert first.cancelled()
+        assert endpoint.calls == 1
 
 
 # --- the request on the wire -------------------------------------------------------------------
@@ -797,7 +1066,8 @@ async def test_request_is_a_form_post_with_basic_client_authentication() -> None
         introspection_url="https://issuer.example/introspect",
         http_client=http,
     )
-    await validator.validate("the.access.token")
+    token = shaped()
+    await validator.validate(token)
     await validator.aclose()
 
     [request] = seen
@@ -807,8 +1077,45 @@ async def test_request_is_a_form_post_with_basic_client_authentication() -> None
     assert request.headers["accept"] == "application/json"
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
     assert parse_qs(request.content.decode()) == {
-        "token": ["the.access.token"],
+        "token": [token],
         "token_type_hint": ["access_token"],
     }
     assert not http.is_closed  # the caller's client is the caller's to close
     await http.aclose()
+
+
+def test_issuer_with_a_trailing_slash_is_refused_at_construction() -> None:
+    with pytest.raises(ValueError, match="must not end with '/'"):
+        IntrospectionValidator(OTHER_ISSUER + "/", AUDIENCE, "rs", "secret")
+
+
+class _EndlessAnswer(httpx.AsyncByteStream):
+    """An answer that starts and never finishes: a byte every 50 ms."""
+
+    async def __aiter__(self) -> Any:
+        yield b'{"active": true'
+        while True:
+            await asyncio.sleep(0.05)
+            yield b" "
+
+
+@pytest.mark.anyio
+async def test_an_answer_that_never_finishes_is_cut_at_the_deadline_and_is_503() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=_EndlessAnswer())
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+        validator = IntrospectionValidator(
+            OTHER_ISSUER,
+            AUDIENCE,
+            "rs",
+            "secret",
+            introspection_url=OTHER_ISSUER + INTROSPECT_PATH,
+            timeout=0.2,
+            http_client=http,
+        )
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            with pytest.raises(TemporarilyUnavailableError):
+                await validator.validate(shaped())
+        assert time.monotonic() - started < 1.5

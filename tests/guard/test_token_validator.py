@@ -58,9 +58,11 @@ def attacker_key() -> rsa.RSAPrivateKey:
 class Recorder:
     """An httpx client that notes every URL the validator asks for."""
 
-    def __init__(self) -> None:
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.urls: list[str] = []
-        self.http = httpx.AsyncClient(timeout=5, event_hooks={"request": [self._record]})
+        self.http = httpx.AsyncClient(
+            timeout=5, transport=transport, event_hooks={"request": [self._record]}
+        )
 
     async def _record(self, request: httpx.Request) -> None:
         self.urls.append(str(request.url))
@@ -401,6 +403,50 @@ async def test_unknown_kid_refetches_our_jwks_but_never_the_attackers(
     ]
 
 
+class Switchable(httpx.AsyncBaseTransport):
+    """The gateway app over ASGI, until the test takes it ``down`` (connections refused)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.down = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.down:
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_unknown_kid_while_the_gateway_is_down_is_503_and_401_once_it_answers(
+    app: FastAPI,
+    client: TestClient,
+    settings: Settings,
+    forger: Forger,
+    attacker_key: rsa.RSAPrivateKey,
+) -> None:
+    """A kid the guard has not seen may be a key the gateway rotated in: while the gateway
+    cannot be asked, the client is told to retry (503), not that its token is invalid; once
+    the gateway answers without that kid, the token is refused as the gateway refuses it.
+    (``client`` runs the lifespan of ``app``, which the guard reaches over ASGI.)"""
+    token = forger.token(header=forger.header(kid="rotated-in"), private_key=attacker_key)
+    transport = Switchable(app)
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        gateway_validator(settings.issuer, http, refresh_interval=0) as validator,
+    ):
+        assert (await validator.validate(forger.token())).sub == forger.claims()["sub"]
+        transport.down = True
+        with pytest.raises(TemporarilyUnavailableError) as info:
+            await validator.validate(token)
+        assert info.value.status_code == 503
+        assert info.value.headers()["Retry-After"] == "5"
+        # The keys the guard holds go on verifying while the gateway is down.
+        assert (await validator.validate(forger.token())).sub == forger.claims()["sub"]
+
+        transport.down = False
+        await assert_same_refusal(client, validator, token)
+        assert validator.jwks.fetches == 3
+
+
 # --- symmetric keys never come from a JWKS ---------------------------------------------------
 
 
@@ -482,15 +528,36 @@ async def test_validator_for_another_audience_refuses_the_gateways_token(
     assert error.description == INVALID_TOKEN
 
 
+@pytest.mark.parametrize(
+    "issuer",
+    ["https://issuer.example/", "http://127.0.0.1:8000/tenant/x/", "https://issuer.example//"],
+)
+def test_issuer_ending_in_a_slash_is_refused_at_construction(issuer: str) -> None:
+    """The gateway strips a trailing '/' from AUTHSVC_ISSUER, so no "iss" it signs ends in one:
+    such a validator could never accept a token, and says so at once."""
+    with pytest.raises(ValueError, match="issuer"):
+        TokenValidator(issuer, AUDIENCE)
+
+
 async def test_validator_for_another_issuer_never_uses_the_gateways_metadata(
-    live_gateway: str, client: TestClient, user: dict[str, Any]
+    app: FastAPI, settings: Settings, client: TestClient, user: dict[str, Any]
 ) -> None:
-    # The metadata at this URL describes live_gateway, not live_gateway + "/": RFC 8414 §3.3.
+    """The gateway's own metadata, fetched from the place RFC 8414 gives for another issuer,
+    describes the gateway: §3.3 forbids using it, so its jwks_uri is never fetched."""
+    other_issuer = "http://other-issuer.example"
     token = access_token_for(client, user)
-    async with TokenValidator(live_gateway + "/", AUDIENCE) as validator:
+    # Every request, whatever its host, reaches the gateway app.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport) as http:
+        served = (await http.get(metadata_url(other_issuer))).json()
+    assert served["issuer"] == settings.issuer != other_issuer
+    recorder = Recorder(transport)
+    async with recorder.http, gateway_validator(other_issuer, recorder.http) as validator:
         with pytest.raises(TemporarilyUnavailableError) as info:
             await validator.validate(token)
     assert info.value.status_code == 503
+    assert recorder.urls == [metadata_url(other_issuer)]
+    assert validator.jwks.jwks_url is None
 
 
 @pytest.mark.parametrize(("leeway", "accepted"), [(30, True), (0, False)])

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from authsvc.api.deps import AdminUser, ContextDep, SessionDep, require_scopes
+from authsvc.api.deps import AdminUser, AuditDep, ContextDep, SessionDep, require_scopes
 from authsvc.db.models import User
 from authsvc.schemas import (
     AdminUserUpdate,
@@ -18,6 +18,7 @@ from authsvc.schemas import (
     UserOut,
     UserPage,
 )
+from authsvc.services.audit import AuditType
 from authsvc.services.sessions import SessionService
 from authsvc.services.users import (
     NewUser,
@@ -55,7 +56,7 @@ def list_users(
 
 
 @router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED)
-def create_user(body: UserCreate, session: SessionDep, ctx: ContextDep) -> UserOut:
+def create_user(body: UserCreate, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> UserOut:
     new = NewUser(
         username=body.username,
         password_hash=ctx.hasher.hash(body.password),
@@ -70,6 +71,13 @@ def create_user(body: UserCreate, session: SessionDep, ctx: ContextDep) -> UserO
         raise HTTPException(status.HTTP_409_CONFLICT, "Username already taken") from None
     except UnknownScopeError as exc:
         raise _unknown_scope(exc) from None
+    audit(
+        AuditType.USER_CREATED,
+        subject_id=user.id,
+        username=user.username,
+        scopes=list(body.scopes),
+        is_active=body.is_active,
+    )
     return UserOut.model_validate(user)
 
 
@@ -85,6 +93,7 @@ def update_user(
     admin: AdminUser,
     session: SessionDep,
     ctx: ContextDep,
+    audit: AuditDep,
 ) -> UserOut:
     service = UserService(session)
     user = _get_user_or_404(service, user_id)
@@ -96,21 +105,34 @@ def update_user(
         # An admin locking themselves out is nearly always a mistake that needs database access
         # to undo; another admin can still do it.
         raise HTTPException(status.HTTP_409_CONFLICT, "Admins cannot disable or demote themselves")
+    changed = sorted(changes)  # names only: never the new password
     if "password" in changes:
         changes["password_hash"] = ctx.hasher.hash(changes.pop("password"))
     try:
-        return UserOut.model_validate(service.update(user, changes))
+        updated = service.update(user, changes)
     except UnknownScopeError as exc:
         raise _unknown_scope(exc) from None
+    audit(
+        AuditType.USER_UPDATED,
+        subject_id=updated.id,
+        username=updated.username,
+        fields=changed,
+        **{name: changes[name] for name in ("is_active", "scopes") if name in changes},
+    )
+    return UserOut.model_validate(updated)
 
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_user(user_id: uuid.UUID, admin: AdminUser, session: SessionDep) -> Response:
+def delete_user(
+    user_id: uuid.UUID, admin: AdminUser, session: SessionDep, audit: AuditDep
+) -> Response:
     service = UserService(session)
     user = _get_user_or_404(service, user_id)
     if user.id == admin.id:
         raise HTTPException(status.HTTP_409_CONFLICT, "Admins cannot delete themselves")
+    username = user.username
     service.delete(user)
+    audit(AuditType.USER_DELETED, subject_id=user_id, username=username)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -125,20 +147,33 @@ def list_user_sessions(
 
 @router.delete("/users/{user_id}/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_user_session(
-    user_id: uuid.UUID, session_id: uuid.UUID, session: SessionDep, ctx: ContextDep
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    session: SessionDep,
+    ctx: ContextDep,
+    audit: AuditDep,
 ) -> Response:
     user = _get_user_or_404(UserService(session), user_id)
     service = SessionService(session, ctx.settings.refresh_token_ttl)
     if not service.revoke_family(session_id, user_id=user.id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Session not found")
+    audit(
+        AuditType.SESSION_REVOKED,
+        subject_id=user.id,
+        username=user.username,
+        session_id=str(session_id),
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/users/{user_id}/revoke-sessions", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_all_user_sessions(user_id: uuid.UUID, session: SessionDep, ctx: ContextDep) -> Response:
+def revoke_all_user_sessions(
+    user_id: uuid.UUID, session: SessionDep, ctx: ContextDep, audit: AuditDep
+) -> Response:
     """End every session and refuse every access token issued until now (the cutoff)."""
     user = _get_user_or_404(UserService(session), user_id)
     SessionService(session, ctx.settings.refresh_token_ttl).revoke_all_for_user(user.id)
+    audit(AuditType.USER_SESSIONS_REVOKED, subject_id=user.id, username=user.username)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -148,9 +183,10 @@ def list_scopes(session: SessionDep) -> list[ScopeOut]:
 
 
 @router.post("/scopes", response_model=ScopeOut, status_code=status.HTTP_201_CREATED)
-def create_scope(body: ScopeCreate, session: SessionDep) -> ScopeOut:
+def create_scope(body: ScopeCreate, session: SessionDep, audit: AuditDep) -> ScopeOut:
     try:
         scope = ScopeService(session).create(body.name, body.description)
     except ScopeExistsError:
         raise HTTPException(status.HTTP_409_CONFLICT, "Scope already exists") from None
+    audit(AuditType.SCOPE_CREATED, scope=scope.name)
     return ScopeOut.model_validate(scope)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 
-from authsvc.api.deps import SessionDep, require_scopes
+from authsvc.api.deps import AuditDep, SessionDep, require_scopes
 from authsvc.db.models import Client
 from authsvc.schemas import (
     ClientCreate,
@@ -16,6 +16,7 @@ from authsvc.schemas import (
     ClientSecretOut,
     ClientUpdate,
 )
+from authsvc.services.audit import AuditType
 from authsvc.services.clients import ClientService, InvalidClientConfigError, NewClient
 from authsvc.services.sessions import SessionService
 from authsvc.services.users import UnknownScopeError
@@ -47,7 +48,9 @@ def list_clients(
 
 
 @router.post("", response_model=ClientCreated, status_code=status.HTTP_201_CREATED)
-def create_client(body: ClientCreate, session: SessionDep, response: Response) -> ClientCreated:
+def create_client(
+    body: ClientCreate, session: SessionDep, response: Response, audit: AuditDep
+) -> ClientCreated:
     new = NewClient(
         name=body.name,
         grant_types=tuple(body.grant_types),
@@ -58,6 +61,14 @@ def create_client(body: ClientCreate, session: SessionDep, response: Response) -
         client, secret = ClientService(session).create(new)
     except (InvalidClientConfigError, UnknownScopeError) as exc:
         raise _invalid(exc) from None
+    audit(
+        AuditType.CLIENT_CREATED,
+        subject_id=client.client_id,
+        client_id=client.client_id,
+        grant_types=list(body.grant_types),
+        scopes=list(body.scopes),
+        confidential=body.confidential,
+    )
     response.headers.update(NO_STORE)
     return ClientCreated(**ClientOut.model_validate(client).model_dump(), client_secret=secret)
 
@@ -68,30 +79,36 @@ def read_client(client_id: str, session: SessionDep) -> ClientOut:
 
 
 @router.patch("/{client_id}", response_model=ClientOut)
-def update_client(client_id: str, body: ClientUpdate, session: SessionDep) -> ClientOut:
+def update_client(
+    client_id: str, body: ClientUpdate, session: SessionDep, audit: AuditDep
+) -> ClientOut:
     service = ClientService(session)
     client = _get_or_404(service, client_id)
+    changes = body.changes()
     try:
-        return ClientOut.model_validate(service.update(client, body.changes()))
+        updated = ClientOut.model_validate(service.update(client, changes))
     except (InvalidClientConfigError, UnknownScopeError) as exc:
         session.rollback()
         raise _invalid(exc) from None
+    audit(AuditType.CLIENT_UPDATED, subject_id=client_id, client_id=client_id, **changes)
+    return updated
 
 
 @router.delete("/{client_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_client(client_id: str, session: SessionDep) -> Response:
+def delete_client(client_id: str, session: SessionDep, audit: AuditDep) -> Response:
     service = ClientService(session)
     client = _get_or_404(service, client_id)
     # Its sessions end with it: an unregistered client_id would otherwise be taken for a
     # public client and could keep refreshing them.
     SessionService(session, 0).revoke_for_client(client_id)
     service.delete(client)
+    audit(AuditType.CLIENT_DELETED, subject_id=client_id, client_id=client_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{client_id}/secret", response_model=ClientSecretOut)
 def rotate_client_secret(
-    client_id: str, session: SessionDep, response: Response
+    client_id: str, session: SessionDep, response: Response, audit: AuditDep
 ) -> ClientSecretOut:
     service = ClientService(session)
     client = _get_or_404(service, client_id)
@@ -99,5 +116,6 @@ def rotate_client_secret(
         secret = service.rotate_secret(client)
     except InvalidClientConfigError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    audit(AuditType.CLIENT_SECRET_ROTATED, subject_id=client_id, client_id=client_id)
     response.headers.update(NO_STORE)
     return ClientSecretOut(client_id=client.client_id, client_secret=secret)

@@ -14,10 +14,13 @@ import logging
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
+from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from authsvc.api.deps import ContextDep
 from authsvc.context import AppContext
@@ -36,16 +39,15 @@ from authsvc.oauth2.errors import (
     TemporarilyUnavailableError,
 )
 from authsvc.oauth2.scope import is_scope_token
-from authsvc.oauth2.token_checks import TokenRevokedError, live_scope
+from authsvc.oauth2.token_checks import TokenRevokedError, verify_live
 from authsvc.security.tokens import TokenValidationError
 
 logger = logging.getLogger("authsvc")
 
 router = APIRouter(tags=["forward-auth"])
 
-# Envoy's ext_authz repeats the original method and appends the original path; OpenAPI shows
-# only GET (one operation id per path and method).
-_OTHER_METHODS = ["HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Envoy's ext_authz repeats the original method (any method, WebDAV's included) and appends
+# the original path; OpenAPI shows GET only.
 _ANSWERS = (200, 401, 403, 503)
 # Header values are Latin-1 text without control characters or surrounding spaces; a username
 # may hold any letter and a client_id spaces. Anything beyond printable ASCII, and space, '%',
@@ -79,13 +81,10 @@ def _required_scopes(values: list[str]) -> list[str]:
 
 def _authorize(ctx: AppContext, token: str, scope_params: list[str]) -> dict[str, str]:
     try:
-        claims = ctx.keys.verify(token)
+        # The scope is what the token's user or client still holds now.
+        claims, scope = verify_live(ctx, token)
     except TokenValidationError as exc:
         raise refused(exc) from None
-    try:
-        with ctx.sessionmaker() as session:
-            # The scopes the token's user or client still holds now.
-            scope = live_scope(session, claims)
     except TokenRevokedError as exc:
         raise InvalidTokenError(str(exc)) from None
     check_scopes(_required_scopes(scope_params), scope.split())
@@ -118,10 +117,6 @@ _SCOPE_PARAMETER = {
         503: {"description": "The database is unavailable"},
     },
 )
-@router.api_route("/auth/verify", methods=_OTHER_METHODS, include_in_schema=False)
-@router.api_route(
-    "/auth/verify/{path:path}", methods=["GET", *_OTHER_METHODS], include_in_schema=False
-)
 async def verify(request: Request, ctx: ContextDep) -> Response:
     """Is the request's bearer token (or cookie) good, and does it hold ``scope``?"""
     try:
@@ -133,9 +128,23 @@ async def verify(request: Request, ctx: ContextDep) -> Response:
             raise
         # Two Authorization headers and the like: a 400 elsewhere, a 401 to a proxy.
         raise InvalidTokenError(exc.description or None) from None
-    except (OperationalError, PoolTimeoutError):
+    except (OperationalError, PoolTimeoutError, RedisError):
         raise  # the app's handler answers 503 temporarily_unavailable
     except Exception:
         logger.exception("forward-auth failed")
         raise TemporarilyUnavailableError() from None
     return Response(status_code=200, headers={**NO_STORE_HEADERS, **identity})
+
+
+class _AnyMethod:
+    """The same endpoint for every other method. An ASGI class, because Starlette limits a
+    plain function endpoint with no methods listed to GET."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        response = await verify(request, request.app.state.ctx)
+        await response(scope, receive, send)
+
+
+router.routes.append(Route("/auth/verify", _AnyMethod(), include_in_schema=False))
+router.routes.append(Route("/auth/verify/{path:path}", _AnyMethod(), include_in_schema=False))

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,7 +24,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(ctx: ContextDep) -> JSONResponse:
-    """Ready to serve: the database answers and a signing key is loaded."""
+    """Ready to serve: the database (and Redis, when configured) answers, a key is loaded."""
     checks: dict[str, Any] = {}
     try:
         with ctx.engine.connect() as connection:
@@ -31,11 +32,19 @@ def readyz(ctx: ContextDep) -> JSONResponse:
         checks["database"] = "ok"
     except SQLAlchemyError:
         checks["database"] = "unavailable"
+    if ctx.redis is not None:
+        try:
+            ctx.redis.ping()
+            checks["redis"] = "ok"
+        except RedisError:
+            checks["redis"] = "unavailable"
     try:
         ctx.keys.key_set.active  # noqa: B018 - raises when there is no signing key
         checks["keys"] = "ok"
     except NoSigningKeyError:
         checks["keys"] = "missing"
+    if ctx.shutting_down:
+        checks["process"] = "shutting_down"
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},

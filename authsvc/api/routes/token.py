@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from authsvc.api.deps import ContextDep
+from authsvc.api.deps import CallerDep, ContextDep
 from authsvc.oauth2.errors import NO_STORE_HEADERS
 from authsvc.schemas import TokenResponse
 
@@ -38,6 +38,8 @@ _FORM_SCHEMA = {
     "responses": {
         "400": {"description": "RFC 6749 §5.2 error"},
         "401": {"description": "invalid_client"},
+        "429": {"description": "Too many failures from this address; see Retry-After"},
+        "503": {"description": "temporarily_unavailable"},
     },
 }
 
@@ -48,26 +50,32 @@ _FORM_SCHEMA = {
     openapi_extra=_FORM_SCHEMA,
     summary="Issue an access token (RFC 6749 §3.2)",
 )
-async def issue_token(request: Request, ctx: ContextDep) -> JSONResponse:
-    body = await ctx.token_endpoint.handle(request)
+async def issue_token(request: Request, ctx: ContextDep, caller: CallerDep) -> JSONResponse:
+    body = await ctx.token_endpoint.handle(request, caller)
     return JSONResponse(body, headers=NO_STORE_HEADERS)
 
 
 @router.post(
     "/oauth2/introspect",
     summary="Introspect a token (RFC 7662)",
-    responses={401: {"description": "invalid_client"}},
+    responses={
+        401: {"description": "invalid_client"},
+        429: {"description": "Too many failures from this address; see Retry-After"},
+    },
 )
-async def introspect_token(request: Request, ctx: ContextDep) -> JSONResponse:
-    body = await ctx.introspection_endpoint.handle(request)
+async def introspect_token(request: Request, ctx: ContextDep, caller: CallerDep) -> JSONResponse:
+    body = await ctx.introspection_endpoint.handle(request, caller)
     return JSONResponse(body, headers=NO_STORE_HEADERS)
 
 
 @router.post(
     "/oauth2/revoke",
     summary="Revoke a token (RFC 7009)",
-    responses={401: {"description": "invalid_client"}},
+    responses={
+        401: {"description": "invalid_client"},
+        429: {"description": "Too many failures from this address; see Retry-After"},
+    },
 )
-async def revoke_token(request: Request, ctx: ContextDep) -> Response:
-    await ctx.revocation_endpoint.handle(request)
+async def revoke_token(request: Request, ctx: ContextDep, caller: CallerDep) -> Response:
+    await ctx.revocation_endpoint.handle(request, caller)
     return Response(status_code=200, headers=NO_STORE_HEADERS)

@@ -6,8 +6,9 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from authsvc.api.deps import ContextDep, CurrentUser, SessionDep
+from authsvc.api.deps import AuditDep, ContextDep, CurrentUser, SessionDep
 from authsvc.schemas import PasswordChange, SessionOut, UserOut, UserSelfUpdate
+from authsvc.services.audit import FAILURE, AuditType
 from authsvc.services.sessions import SessionService
 from authsvc.services.users import UserService
 
@@ -26,12 +27,24 @@ def update_me(body: UserSelfUpdate, user: CurrentUser, session: SessionDep) -> U
 
 @router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
 def change_my_password(
-    body: PasswordChange, user: CurrentUser, session: SessionDep, ctx: ContextDep
+    body: PasswordChange,
+    user: CurrentUser,
+    session: SessionDep,
+    ctx: ContextDep,
+    audit: AuditDep,
 ) -> Response:
     ok, _ = ctx.hasher.verify(body.current_password, user.password_hash)
     if not ok:
+        audit(
+            AuditType.USER_PASSWORD_CHANGED,
+            outcome=FAILURE,
+            subject_id=user.id,
+            username=user.username,
+            reason="wrong_current_password",
+        )
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "The current password is incorrect")
     UserService(session).update(user, {"password_hash": ctx.hasher.hash(body.new_password)})
+    audit(AuditType.USER_PASSWORD_CHANGED, subject_id=user.id, username=user.username)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -43,9 +56,19 @@ def list_my_sessions(user: CurrentUser, session: SessionDep, ctx: ContextDep) ->
 
 @router.delete("/me/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_my_session(
-    session_id: uuid.UUID, user: CurrentUser, session: SessionDep, ctx: ContextDep
+    session_id: uuid.UUID,
+    user: CurrentUser,
+    session: SessionDep,
+    ctx: ContextDep,
+    audit: AuditDep,
 ) -> Response:
     service = SessionService(session, ctx.settings.refresh_token_ttl)
     if not service.revoke_family(session_id, user_id=user.id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Session not found")
+    audit(
+        AuditType.SESSION_REVOKED,
+        subject_id=user.id,
+        username=user.username,
+        session_id=str(session_id),
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from starlette.concurrency import run_in_threadpool
-
-from authsvc.oauth2.client_auth import OAuthClient, extract_credentials
+from authsvc.oauth2.client_auth import OAuthClient
 from authsvc.oauth2.token_endpoint import TokenRequest
 from authsvc.security.tokens import build_access_token_claims
+from authsvc.services.audit import AuditType
 
 if TYPE_CHECKING:
     from authsvc.context import AppContext
@@ -23,17 +22,15 @@ class BaseGrant:
     async def client(
         self, request: TokenRequest, *, require_confidential: bool = False
     ) -> OAuthClient:
-        credentials = extract_credentials(request.authorization, request.params)
-        client = await run_in_threadpool(
-            self.ctx.client_authenticator.authenticate,
-            credentials,
-            require_confidential=require_confidential,
+        client = await self.ctx.client_authenticator.authenticate_request(
+            request, require_confidential=require_confidential
         )
         client.require_grant(self.GRANT_TYPE)
         return client
 
     def access_token_response(
         self,
+        request: TokenRequest,
         *,
         subject: str,
         client_id: str,
@@ -60,4 +57,15 @@ class BaseGrant:
         }
         if refresh_token is not None:
             body["refresh_token"] = refresh_token
+        refreshed = self.GRANT_TYPE == "refresh_token"
+        self.ctx.audit.record(
+            AuditType.TOKEN_REFRESHED if refreshed else AuditType.TOKEN_ISSUED,
+            caller=request.caller,
+            subject_id=subject,
+            username=username,
+            client_id=client_id,
+            grant_type=self.GRANT_TYPE,
+            scope=body["scope"],
+            jti=claims["jti"],
+        )
         return body

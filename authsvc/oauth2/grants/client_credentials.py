@@ -18,5 +18,5 @@ class ClientCredentialsGrant(BaseGrant):
         client = await self.client(request, require_confidential=True)
         scopes = grant_scopes(requested, client.restrict(client.scopes or ()))
         return self.access_token_response(
-            subject=client.client_id, client_id=client.client_id, scopes=scopes
+            request, subject=client.client_id, client_id=client.client_id, scopes=scopes
         )

@@ -11,6 +11,7 @@ from authsvc.oauth2.errors import InvalidGrantError
 from authsvc.oauth2.grants.base import BaseGrant
 from authsvc.oauth2.scope import parse_scope
 from authsvc.oauth2.token_endpoint import TokenRequest
+from authsvc.services.audit import FAILURE, AuditType
 from authsvc.services.sessions import RefreshTokenError, Rotation, SessionService
 
 MAX_REFRESH_TOKEN_LENGTH = 512
@@ -32,10 +33,19 @@ class RefreshTokenGrant(BaseGrant):
             raise InvalidGrantError("Invalid refresh token")
         try:
             rotation = await run_in_threadpool(self._rotate, token, client, requested)
-        except RefreshTokenError:
+        except RefreshTokenError as exc:
+            if exc.reuse:
+                self.ctx.audit.record(
+                    AuditType.REFRESH_REUSE_DETECTED,
+                    outcome=FAILURE,
+                    caller=request.caller,
+                    subject_id=exc.user_id,
+                    client_id=client.client_id,
+                )
             # One answer whatever the reason: the client learns nothing it could use.
             raise InvalidGrantError("Invalid refresh token") from None
         return self.access_token_response(
+            request,
             subject=str(rotation.user_id),
             client_id=rotation.client_id,
             scopes=rotation.scopes,

@@ -1,0 +1,142 @@
+"""The audit trail for admins: a paged query, and a WebSocket that pushes new events.
+
+The stream polls the database (every half second) rather than listening to this process, so an
+admin connected to one replica sees the events written by all of them.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from authsvc.api.deps import SessionDep, require_scopes
+from authsvc.context import AppContext
+from authsvc.oauth2.bearer import check_scopes, refuse_websocket, refused, token_from_websocket
+from authsvc.oauth2.errors import InvalidTokenError, OAuth2Error
+from authsvc.oauth2.token_checks import TokenRevokedError, live_user
+from authsvc.schemas import AuditEventOut, AuditPage
+from authsvc.security.tokens import TokenValidationError
+from authsvc.services.audit import AuditQuery
+
+ADMIN_SCOPE = "admin"
+POLL_INTERVAL = 0.5
+# How long an id skipped by the sequence is waited for (a late commit from another replica).
+LATE_WINDOW = 30.0
+MAX_GAPS = 1000
+RECHECK_INTERVAL = 5.0
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.get("/audit", response_model=AuditPage, dependencies=[require_scopes(ADMIN_SCOPE)])
+def list_audit_events(
+    session: SessionDep,
+    types: Annotated[
+        list[str] | None, Query(alias="type", description="Event types (repeatable)")
+    ] = None,
+    user: Annotated[str | None, Query(max_length=150, description="User id or username")] = None,
+    since: Annotated[datetime | None, Query(description="Only events at or after")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, description="next_before of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> AuditPage:
+    """Newest first. Page on with ``before=next_before`` until it is null."""
+    events = AuditQuery(session).page(
+        types=types or (), user=user, since=since, before=before, limit=limit
+    )
+    return AuditPage(
+        items=[AuditEventOut.model_validate(event) for event in events],
+        next_before=events[-1].id if len(events) == limit else None,
+    )
+
+
+def _admin_claims(ctx: AppContext, token: str) -> dict[str, Any]:
+    try:
+        claims = ctx.keys.verify(token)
+    except TokenValidationError as exc:
+        raise refused(exc) from None
+    try:
+        with ctx.sessionmaker() as session:
+            held = set(live_user(session, claims, ctx.denylist).scope_names)
+    except TokenRevokedError as exc:
+        raise InvalidTokenError(str(exc)) from None
+    check_scopes([ADMIN_SCOPE], set(str(claims.get("scope", "")).split()) & held)
+    return claims
+
+
+class _Cursor:
+    """Where the stream is: the highest id sent, and the ids below it not seen yet.
+
+    Ids come from a sequence, and a replica may commit id 10 after another committed 11; the
+    gap is remembered for LATE_WINDOW and fetched if it fills, so no event is skipped.
+    """
+
+    def __init__(self, last_id: int) -> None:
+        self.last_id = last_id
+        self.gaps: dict[int, float] = {}
+
+    def fetch(self, ctx: AppContext) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        self.gaps = {gap: until for gap, until in self.gaps.items() if until > now}
+        with ctx.sessionmaker() as session:
+            query = AuditQuery(session)
+            events = query.by_ids(list(self.gaps)[:MAX_GAPS]) + query.after(self.last_id)
+        for event in events:
+            self.gaps.pop(event.id, None)
+            if event.id > self.last_id:
+                for missing in range(self.last_id + 1, event.id):
+                    if len(self.gaps) < MAX_GAPS:
+                        self.gaps[missing] = now + LATE_WINDOW
+                self.last_id = event.id
+        return [AuditEventOut.model_validate(event).model_dump(mode="json") for event in events]
+
+
+def _last_id(ctx: AppContext) -> int:
+    with ctx.sessionmaker() as session:
+        return AuditQuery(session).last_id()
+
+
+@router.websocket("/audit/stream")
+async def stream_audit_events(websocket: WebSocket) -> None:
+    """New events as JSON messages, for an admin token (header or ``?access_token=``).
+
+    Closed with 1008 when the token is refused, expires or loses the admin scope.
+    """
+    ctx: AppContext = websocket.app.state.ctx
+    try:
+        token = token_from_websocket(websocket)
+        claims = await run_in_threadpool(_admin_claims, ctx, token)
+    except OAuth2Error as exc:
+        raise await refuse_websocket(websocket, exc) from None
+    await websocket.accept()
+    cursor = _Cursor(await run_in_threadpool(_last_id, ctx))
+    checked = time.monotonic()
+
+    async def watch_for_close() -> None:
+        # Nothing is expected from the client; receiving is how a close is noticed.
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect:
+            tasks.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch_for_close)
+        while True:
+            if time.time() >= claims["exp"] or time.monotonic() - checked > RECHECK_INTERVAL:
+                try:
+                    await run_in_threadpool(_admin_claims, ctx, token)
+                except OAuth2Error as exc:
+                    await websocket.close(code=1008, reason=exc.error or "invalid_token")
+                    tasks.cancel_scope.cancel()
+                    return
+                checked = time.monotonic()
+            for event in await run_in_threadpool(cursor.fetch, ctx):
+                await websocket.send_json(event)
+            await anyio.sleep(POLL_INTERVAL)

@@ -1,0 +1,139 @@
+"""Fixed-window counters every replica shares, and the per-address failure limit built on them.
+
+The database holds the counters unless Redis is configured (``authsvc.services.redis_store``).
+A window is identified by its start (``now // window * window``), so replicas agree on it
+without talking to each other.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from authsvc.db.engine import affected_rows
+from authsvc.db.models import RateLimitCounter
+
+
+class CounterStore(Protocol):
+    def increment(self, key: str, window_start: int, window: int) -> int: ...
+
+    def decrement(self, key: str, window_start: int) -> None: ...
+
+    def read(self, key: str, window_start: int) -> int: ...
+
+
+class SqlCounterStore:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def increment(self, key: str, window_start: int, window: int) -> int:
+        with self._sessions() as session:
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            proposed = insert(RateLimitCounter).values(key=key, window_start=window_start, count=1)
+            # One atomic statement: concurrent increments on several replicas all count.
+            statement = proposed.on_conflict_do_update(
+                index_elements=[RateLimitCounter.key],
+                set_={
+                    "count": case(
+                        (RateLimitCounter.window_start == window_start, RateLimitCounter.count + 1),
+                        else_=1,
+                    ),
+                    "window_start": window_start,
+                },
+            ).returning(RateLimitCounter.count)
+            count = session.execute(statement).scalar_one()
+            session.commit()
+            return int(count)
+
+    def decrement(self, key: str, window_start: int) -> None:
+        with self._sessions() as session:
+            session.execute(
+                update(RateLimitCounter)
+                .where(
+                    RateLimitCounter.key == key,
+                    RateLimitCounter.window_start == window_start,
+                    RateLimitCounter.count > 0,
+                )
+                .values(count=RateLimitCounter.count - 1)
+            )
+            session.commit()
+
+    def read(self, key: str, window_start: int) -> int:
+        with self._sessions() as session:
+            count = session.execute(
+                select(RateLimitCounter.count).where(
+                    RateLimitCounter.key == key, RateLimitCounter.window_start == window_start
+                )
+            ).scalar_one_or_none()
+            return int(count or 0)
+
+    def purge(self, before: int) -> int:
+        with self._sessions() as session:
+            result = session.execute(
+                delete(RateLimitCounter).where(RateLimitCounter.window_start < before)
+            )
+            session.commit()
+            return affected_rows(result)
+
+
+class FailureLimiter:
+    """At most ``limit`` failures per address per window; beyond that, wait for the next one."""
+
+    def __init__(
+        self,
+        store: CounterStore,
+        *,
+        limit: int,
+        window: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+
+    def _window(self) -> tuple[int, float]:
+        now = self._clock()
+        return int(now // self.window * self.window), now
+
+    def retry_after(self, address: str | None) -> int:
+        """Seconds until ``address`` may try again; 0 when it may now."""
+        if self.limit == 0 or address is None:
+            return 0
+        start, now = self._window()
+        if self.store.read(f"fail:{address}", start) < self.limit:
+            return 0
+        return max(1, math.ceil(start + self.window - now))
+
+    def record_failure(self, address: str | None) -> None:
+        if self.limit == 0 or address is None:
+            return
+        start, _ = self._window()
+        self.store.increment(f"fail:{address}", start, self.window)
+
+    def reserve(self, address: str | None) -> int:
+        """Count an attempt as a failure before doing the work; 0, or seconds to wait.
+
+        For expensive guesses (a password check): counting first means requests sent at the
+        same moment cannot all pass a check that none of them has counted yet. ``refund``
+        takes the count back when the attempt succeeds.
+        """
+        if self.limit == 0 or address is None:
+            return 0
+        start, now = self._window()
+        if self.store.increment(f"fail:{address}", start, self.window) <= self.limit:
+            return 0
+        return max(1, math.ceil(start + self.window - now))
+
+    def refund(self, address: str | None) -> None:
+        if self.limit == 0 or address is None:
+            return
+        start, _ = self._window()
+        self.store.decrement(f"fail:{address}", start)

@@ -1,0 +1,66 @@
+"""Account lockout after consecutive failed logins (RFC 6749 §4.3.2, OWASP ASVS V6.3.1).
+
+Failures are counted in the user's row with atomic increments, so failures made against any
+replica add up. Reaching the threshold sets ``locked_until`` and restarts the count; a
+successful login (possible only when not locked) clears both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from authsvc.db.engine import affected_rows
+from authsvc.db.models import User, utcnow
+
+
+def is_locked(locked_until: datetime | None, now: datetime | None = None) -> bool:
+    return locked_until is not None and locked_until > (now or utcnow())
+
+
+class AccountLockout:
+    def __init__(self, session: Session, *, threshold: int, duration: int) -> None:
+        self.session = session
+        self.threshold = threshold
+        self.duration = timedelta(seconds=duration)
+
+    def record_failure(self, user_id: uuid.UUID) -> bool:
+        """Count a failed login; True when this failure locked the account."""
+        if self.threshold == 0:
+            return False
+        now = utcnow()
+        # A wrong password that was already being checked when the account locked does not
+        # count against the lock (nor lock it a second time).
+        count = self.session.execute(
+            update(User)
+            .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+            .values(failed_logins=User.failed_logins + 1, updated_at=User.updated_at)
+            .returning(User.failed_logins)
+        ).scalar_one_or_none()
+        locked = False
+        if count is not None and count >= self.threshold:
+            # Only the request whose increment reached the threshold locks (and audits it).
+            result = self.session.execute(
+                update(User)
+                .where(User.id == user_id, User.failed_logins >= self.threshold)
+                .values(
+                    failed_logins=0,
+                    locked_until=now + self.duration,
+                    updated_at=User.updated_at,
+                )
+            )
+            locked = affected_rows(result) == 1
+        self.session.commit()
+        return locked
+
+    def record_success(self, user_id: uuid.UUID) -> None:
+        result = self.session.execute(
+            update(User)
+            .where(User.id == user_id, or_(User.failed_logins != 0, User.locked_until.is_not(None)))
+            .values(failed_logins=0, locked_until=None, updated_at=User.updated_at)
+        )
+        if affected_rows(result):
+            self.session.commit()
