@@ -73,12 +73,14 @@ class RevocationEndpoint:
                     return None
                 # Kept until the verifier would refuse the token anyway: exp plus leeway.
                 until = claims["exp"] + self.ctx.settings.jwt_leeway
-                self.ctx.denylist.add(
+                if not self.ctx.denylist.add(
                     session, str(claims["jti"]), datetime.fromtimestamp(until, UTC)
-                )
+                ):
+                    return None  # revoked before: nothing new to record
                 return "access_token", str(claims["sub"])
             info = service.describe(token)
             if info is None or info.client_id != client.client_id:
                 return None
-            service.revoke_family(info.family_id)
+            if not service.revoke_family(info.family_id):
+                return None
             return "refresh_token", str(info.user_id)

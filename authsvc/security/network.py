@@ -30,9 +30,14 @@ def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         address = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
-    # A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d; compare them as IPv4.
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        # A scope id ("%eth0") names an interface of the sender, not the client; dropping it
+        # also keeps the address short.
+        if address.scope_id is not None:
+            return ipaddress.IPv6Address(str(address).split("%", 1)[0])
     return address
 
 

@@ -9,6 +9,7 @@ in-flight requests) writes everything still queued before the process exits.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
@@ -20,7 +21,8 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.db.models import AuditEvent, utcnow
@@ -71,8 +73,15 @@ class AuditRecord:
     details: dict[str, Any] | None = None
 
 
-def _text(value: object | None) -> str | None:
-    return None if value is None else str(value)
+def _json_safe(details: dict[str, Any]) -> dict[str, Any]:
+    """Details as plain JSON now, so an odd value cannot fail the insert later."""
+    safe: dict[str, Any] = json.loads(json.dumps(details, default=str))
+    return safe
+
+
+def _text(value: object | None, limit: int) -> str | None:
+    # Cut to the column's width: an over-long value must not make the insert fail.
+    return None if value is None else str(value)[:limit]
 
 
 class AuditLog:
@@ -90,6 +99,7 @@ class AuditLog:
         self._max_queue = max_queue
         self._queue: deque[AuditRecord] = deque()
         self._wake = threading.Condition()
+        self._flushing = threading.Lock()
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.dropped = 0
@@ -112,13 +122,13 @@ class AuditLog:
         event = AuditRecord(
             type=type.value,
             outcome=outcome,
-            actor_id=_text(actor_id),
-            subject_id=_text(subject_id),
-            username=username,
-            client_id=client_id,
-            ip=caller.ip if caller else None,
-            user_agent=caller.user_agent if caller else None,
-            details=details or None,
+            actor_id=_text(actor_id, 128),
+            subject_id=_text(subject_id, 128),
+            username=_text(username, 150),
+            client_id=_text(client_id, 128),
+            ip=_text(caller.ip, 64) if caller else None,
+            user_agent=_text(caller.user_agent, 256) if caller else None,
+            details=_json_safe(details) if details else None,
         )
         with self._wake:
             if len(self._queue) >= self._max_queue:
@@ -146,17 +156,45 @@ class AuditLog:
             self._queue.extendleft(reversed(batch))
 
     def flush(self) -> int:
-        """Write everything queued now; returns how many were written. Raises on a DB error."""
+        """Write everything queued now; returns how many were written.
+
+        Raises when the database cannot be reached (the batch stays queued for a retry). An
+        event the database refuses as data is logged and dropped, so one bad event never
+        blocks the ones after it.
+        """
         written = 0
-        while batch := self._take():
+        # One flush at a time, in order: a flush that returns has also seen the writer's
+        # batch in progress stored (tests and close() rely on that).
+        with self._flushing:
+            while batch := self._take():
+                written += self._flush_batch(batch)
+        return written
+
+    def _flush_batch(self, batch: list[AuditRecord]) -> int:
+        try:
+            return self._insert(batch)
+        except (OperationalError, PoolTimeoutError):
+            self._give_back(batch)
+            raise
+        except SQLAlchemyError:
+            return self._insert_one_by_one(batch)
+
+    def _insert(self, batch: list[AuditRecord]) -> int:
+        with self._sessions() as session:
+            session.execute(insert(AuditEvent), [asdict(event) for event in batch])
+            session.commit()
+        return len(batch)
+
+    def _insert_one_by_one(self, batch: list[AuditRecord]) -> int:
+        written = 0
+        for index, event in enumerate(batch):
             try:
-                with self._sessions() as session:
-                    session.execute(insert(AuditEvent), [asdict(event) for event in batch])
-                    session.commit()
-            except SQLAlchemyError:
-                self._give_back(batch)
+                written += self._insert([event])
+            except (OperationalError, PoolTimeoutError):
+                self._give_back(batch[index:])
                 raise
-            written += len(batch)
+            except SQLAlchemyError as exc:
+                logger.error("audit event %s dropped, the database refused it: %s", event.type, exc)
         return written
 
     def _run(self) -> None:
@@ -200,7 +238,8 @@ def _user_filter(user: str) -> Any:
     try:
         user_id = str(uuid.UUID(user))
     except ValueError:
-        return AuditEvent.username == user
+        # Usernames are case-insensitive at login; be so here too (for ASCII letters).
+        return func.lower(AuditEvent.username) == user.lower()
     return or_(AuditEvent.subject_id == user_id, AuditEvent.actor_id == user_id)
 
 

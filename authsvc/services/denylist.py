@@ -17,7 +17,9 @@ from authsvc.services.sessions import SessionService
 
 
 class Denylist(Protocol):
-    def add(self, session: Session, jti: str, until: datetime) -> None: ...
+    def add(self, session: Session, jti: str, until: datetime) -> bool:
+        """Deny the jti until then; False when it was denied already."""
+        ...
 
     def contains(self, session: Session, jti: str) -> bool: ...
 
@@ -25,8 +27,8 @@ class Denylist(Protocol):
 class SqlDenylist:
     """Uses the caller's session: the check shares the request's transaction and connection."""
 
-    def add(self, session: Session, jti: str, until: datetime) -> None:
-        SessionService(session, 0).deny_access_token(jti, until)
+    def add(self, session: Session, jti: str, until: datetime) -> bool:
+        return SessionService(session, 0).deny_access_token(jti, until)
 
     def contains(self, session: Session, jti: str) -> bool:
         return session.get(RevokedAccessToken, jti) is not None

@@ -30,9 +30,9 @@ class RedisDenylist:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
 
-    def add(self, session: Session, jti: str, until: datetime) -> None:
+    def add(self, session: Session, jti: str, until: datetime) -> bool:
         ttl = max(1, math.ceil(until.timestamp() - time.time()))
-        self.client.set(f"{PREFIX}deny:{jti}", b"1", ex=ttl)
+        return bool(self.client.set(f"{PREFIX}deny:{jti}", b"1", ex=ttl, nx=True))
 
     def contains(self, session: Session, jti: str) -> bool:
         return bool(self.client.exists(f"{PREFIX}deny:{jti}"))

@@ -290,15 +290,18 @@ class SessionService:
 
     # --- the access-token denylist ----------------------------------------------------------
 
-    def deny_access_token(self, jti: str, expires_at: datetime) -> None:
+    def deny_access_token(self, jti: str, expires_at: datetime) -> bool:
+        """Put the jti on the denylist; False when it was there already."""
         if self.session.get(RevokedAccessToken, jti) is not None:
-            return
+            return False
         self.session.add(RevokedAccessToken(jti=jti, expires_at=expires_at))
         try:
             self.session.commit()
         except IntegrityError:
             # A concurrent revocation of the same token got there first: same outcome.
             self.session.rollback()
+            return False
+        return True
 
     # --- housekeeping -----------------------------------------------------------------------
 

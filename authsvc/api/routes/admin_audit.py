@@ -7,7 +7,7 @@ admin connected to one replica sees the events written by all of them.
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import anyio
@@ -47,6 +47,8 @@ def list_audit_events(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AuditPage:
     """Newest first. Page on with ``before=next_before`` until it is null."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)  # a time without an offset is read as UTC
     events = AuditQuery(session).page(
         types=types or (), user=user, since=since, before=before, limit=limit
     )
