@@ -88,9 +88,11 @@ class RedactTokenQuery(logging.Filter):
 
 
 def _redact_access_log() -> None:
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(existing, RedactTokenQuery) for existing in access.filters):
-        access.addFilter(RedactTokenQuery())
+    # uvicorn logs HTTP requests on uvicorn.access and WebSocket handshakes on uvicorn.error.
+    for name in ("uvicorn.access", "uvicorn.error"):
+        log = logging.getLogger(name)
+        if not any(isinstance(existing, RedactTokenQuery) for existing in log.filters):
+            log.addFilter(RedactTokenQuery())
 
 
 def _watch_for_shutdown(ctx: AppContext) -> None:

@@ -52,13 +52,11 @@ class Settings(BaseSettings):
     shutdown_timeout: int = Field(default=25, ge=0, le=3600)
     # Seconds between SIGTERM and closing the listener, while /readyz already answers 503.
     shutdown_delay: float = Field(default=0.0, ge=0, le=60)
-    # A cookie /auth/verify reads the bearer token from when no Authorization header is sent
-    # (browsers behind a proxy). RFC 6265 cookie-name: an HTTP token.
     # Brute force (RFC 6749 §4.3.2, ASVS V6.3.1): this many consecutive failed logins lock an
     # account for lockout_duration seconds (0 turns lockout off). Per client address, this many
-    # failed token or introspection requests within rate_limit_window seconds answer 429 until
-    # the window ends (0 turns it off). Only failures count, so busy resource servers and
-    # client_credentials callers behind one address are never throttled for succeeding.
+    # failed token, introspection or revocation requests within rate_limit_window seconds
+    # answer 429 until the window ends (0 turns it off). Failures count (and logins while in
+    # progress), so busy resource servers and client_credentials callers are not throttled.
     lockout_threshold: int = Field(default=5, ge=0, le=1000)
     lockout_duration: int = Field(default=900, ge=1, le=86400)
     rate_limit_failures: int = Field(default=20, ge=0, le=100000)
@@ -67,6 +65,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Redis for the access-token denylist and the rate-limit counters; unset: the database.
     redis_url: str | None = None
+    # A cookie /auth/verify reads the bearer token from when no Authorization header is sent
+    # (browsers behind a proxy). RFC 6265 cookie-name: an HTTP token.
     forward_auth_cookie: str | None = Field(
         default=None, pattern=r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$"
     )

@@ -28,6 +28,7 @@ def build_engine(settings: Settings) -> Engine:
             connect_args={"check_same_thread": False},
             pool_pre_ping=True,
             pool_timeout=settings.db_pool_timeout,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -37,6 +38,8 @@ def build_engine(settings: Settings) -> Engine:
         # ours, and a dead one fails fast (a 503) instead of hanging requests.
         pool_pre_ping=True,
         pool_timeout=settings.db_pool_timeout,
+        # Error messages are logged; their parameters would carry hashes and user data.
+        hide_parameters=True,
         pool_size=10,
         max_overflow=10,
         connect_args={

@@ -55,6 +55,15 @@ class OAuthClient:
         if grant_type not in self.grant_types:
             raise UnauthorizedClientError(f"This client may not use the {grant_type} grant")
 
+    @property
+    def audit_id(self) -> str | None:
+        """The client_id to record: only one we issued (or the default public client).
+
+        An unregistered id is whatever the caller typed, sometimes a secret in the wrong
+        field, so it is not kept.
+        """
+        return self.client_id if self.registered or self.client_id == DEFAULT_CLIENT_ID else None
+
     def restrict(self, scopes: Iterable[str]) -> set[str]:
         held = set(scopes)
         return held if self.scopes is None else held & self.scopes
@@ -123,12 +132,12 @@ class ClientAuthenticator:
             return await run_in_threadpool(
                 self.authenticate, credentials, require_confidential=require_confidential
             )
-        except InvalidClientError:
+        except InvalidClientError as exc:
             self.audit.record(
                 AuditType.CLIENT_AUTH_FAILED,
                 outcome=FAILURE,
                 caller=request.caller,
-                client_id=credentials.client_id,
+                client_id=exc.client_id,  # set only for a registered client
             )
             raise
 
@@ -155,9 +164,9 @@ class ClientAuthenticator:
                 if credentials.secret is None or not secret_matches(
                     credentials.secret, client.secret_hash
                 ):
-                    raise InvalidClientError()
+                    raise InvalidClientError(client_id=client.client_id)
             elif credentials.secret is not None or require_confidential:
-                raise InvalidClientError("Public clients have no secret")
+                raise InvalidClientError("Public clients have no secret", client.client_id)
             return OAuthClient(
                 client_id=client.client_id,
                 registered=True,

@@ -53,6 +53,12 @@ class InvalidClientError(OAuth2Error):
     status_code = 401
     default_description = "Client authentication failed"
 
+    def __init__(self, description: str | None = None, client_id: str | None = None) -> None:
+        super().__init__(description)
+        # The registered client that failed to authenticate, for the audit trail; None when
+        # the id named no client (it is the caller's text, possibly a misplaced secret).
+        self.client_id = client_id
+
     def headers(self) -> dict[str, str]:
         return {**super().headers(), "WWW-Authenticate": 'Basic realm="authsvc"'}
 

@@ -53,9 +53,9 @@ class RevocationEndpoint:
                 self.ctx.audit.record(
                     AuditType.TOKEN_REVOKED,
                     caller=token_request.caller,
-                    actor_id=client.client_id,
+                    actor_id=client.audit_id,
                     subject_id=subject,
-                    client_id=client.client_id,
+                    client_id=client.audit_id,
                     token_type=kind,
                 )
 

@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 from authsvc.db.models import User
 from authsvc.services.clients import ClientService
 from authsvc.services.denylist import Denylist
+from authsvc.services.sessions import cutoff_timestamp
 
 if TYPE_CHECKING:
     from authsvc.context import AppContext
-from authsvc.services.sessions import cutoff_timestamp
 
 
 def _is_uuid(value: object) -> bool:

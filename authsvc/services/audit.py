@@ -100,6 +100,8 @@ class AuditLog:
         self._queue: deque[AuditRecord] = deque()
         self._wake = threading.Condition()
         self._flushing = threading.Lock()
+        self._backing_off = False
+        self._in_flight = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.dropped = 0
@@ -136,7 +138,8 @@ class AuditLog:
                 self._queue.popleft()
                 self.dropped += 1
             self._queue.append(event)
-            if len(self._queue) >= self._max_batch:
+            # A full batch wakes the writer early, unless it is backing off from a failure.
+            if len(self._queue) >= self._max_batch and not self._backing_off:
                 self._wake.notify()
 
     # --- writing ----------------------------------------------------------------------------
@@ -171,6 +174,7 @@ class AuditLog:
         return written
 
     def _flush_batch(self, batch: list[AuditRecord]) -> int:
+        self._in_flight = len(batch)
         try:
             return self._insert(batch)
         except (OperationalError, PoolTimeoutError):
@@ -178,6 +182,8 @@ class AuditLog:
             raise
         except SQLAlchemyError:
             return self._insert_one_by_one(batch)
+        finally:
+            self._in_flight = 0
 
     def _insert(self, batch: list[AuditRecord]) -> int:
         with self._sessions() as session:
@@ -207,9 +213,11 @@ class AuditLog:
             try:
                 self.flush()
                 backoff = self._flush_interval
+                self._backing_off = False
             except SQLAlchemyError as exc:
                 logger.warning("audit events not written yet (%d queued): %s", len(self), exc)
                 backoff = min(max(backoff * 2, 0.5), 5.0)
+                self._backing_off = True
             if stopping:
                 return
 
@@ -220,6 +228,11 @@ class AuditLog:
             self._wake.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                # Still inside a write to a database that does not answer.
+                lost = len(self) + self._in_flight
+                logger.error("%d audit events may be lost at shutdown", lost)
+                return
             self._thread = None
         if self._queue:
             try:

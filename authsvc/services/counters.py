@@ -7,6 +7,7 @@ without talking to each other.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -83,6 +84,21 @@ class SqlCounterStore:
             return affected_rows(result)
 
 
+def address_key(address: str) -> str:
+    """What the limit counts by: the address, or for IPv6 its /64.
+
+    One IPv6 subscriber usually holds a whole /64 (2^64 addresses); counting single addresses
+    would let one attacker rotate through them and never reach the limit.
+    """
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
 class FailureLimiter:
     """At most ``limit`` failures per address per window; beyond that, wait for the next one."""
 
@@ -108,7 +124,7 @@ class FailureLimiter:
         if self.limit == 0 or address is None:
             return 0
         start, now = self._window()
-        if self.store.read(f"fail:{address}", start) < self.limit:
+        if self.store.read(f"fail:{address_key(address)}", start) < self.limit:
             return 0
         return max(1, math.ceil(start + self.window - now))
 
@@ -116,7 +132,7 @@ class FailureLimiter:
         if self.limit == 0 or address is None:
             return
         start, _ = self._window()
-        self.store.increment(f"fail:{address}", start, self.window)
+        self.store.increment(f"fail:{address_key(address)}", start, self.window)
 
     def reserve(self, address: str | None) -> int:
         """Count an attempt as a failure before doing the work; 0, or seconds to wait.
@@ -128,7 +144,7 @@ class FailureLimiter:
         if self.limit == 0 or address is None:
             return 0
         start, now = self._window()
-        if self.store.increment(f"fail:{address}", start, self.window) <= self.limit:
+        if self.store.increment(f"fail:{address_key(address)}", start, self.window) <= self.limit:
             return 0
         return max(1, math.ceil(start + self.window - now))
 
@@ -136,4 +152,4 @@ class FailureLimiter:
         if self.limit == 0 or address is None:
             return
         start, _ = self._window()
-        self.store.decrement(f"fail:{address}", start)
+        self.store.decrement(f"fail:{address_key(address)}", start)

@@ -56,11 +56,19 @@ class AccountLockout:
         self.session.commit()
         return locked
 
-    def record_success(self, user_id: uuid.UUID) -> None:
-        result = self.session.execute(
+    def record_success(self, user_id: uuid.UUID) -> bool:
+        """Clear the failure count after a correct password; False when the account is locked.
+
+        Checked in the same statement that clears, not on the row read before bcrypt: a
+        correct password that was being checked while a burst of wrong ones locked the
+        account must be refused like them.
+        """
+        now = utcnow()
+        cleared = self.session.execute(
             update(User)
-            .where(User.id == user_id, or_(User.failed_logins != 0, User.locked_until.is_not(None)))
+            .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
             .values(failed_logins=0, locked_until=None, updated_at=User.updated_at)
-        )
-        if affected_rows(result):
-            self.session.commit()
+            .returning(User.id)
+        ).scalar_one_or_none()
+        self.session.commit()
+        return cleared is not None

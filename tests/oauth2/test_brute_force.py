@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.db.models import User
+from authsvc.oauth2.grants import password as password_grant
 from authsvc.oauth2.grants.password import PasswordGrant
 from authsvc.services.lockout import AccountLockout
 from tests.helpers import (
@@ -32,6 +33,7 @@ from tests.helpers import (
     access_token_for,
     assert_oauth_error,
     basic,
+    bearer,
     create_client,
     password_login,
     refresh_grant,
@@ -840,3 +842,55 @@ def test_openapi_documents_429_where_the_limit_applies(open_client: OpenClient) 
     assert "429" in paths["/oauth2/token"]["post"]["responses"]
     assert "429" in paths["/oauth2/introspect"]["post"]["responses"]
     assert "429" in paths["/oauth2/revoke"]["post"]["responses"]
+
+
+# --- regressions from the production review -----------------------------------------------------
+
+
+def test_right_password_checked_while_a_burst_locked_the_account_is_refused(
+    open_client: OpenClient, user: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = open_client(rate_limit_failures=0)
+    wrong = login(client, "alice", WRONG)
+    # The lock lands after this login read the row (the row it read said "not locked").
+    set_locked_until(client, "alice", datetime.now(UTC) + timedelta(minutes=5))
+    monkeypatch.setattr(password_grant, "is_locked", lambda locked_until: False)
+
+    response = login(client, "alice", USER_PASSWORD)
+
+    assert shape(response) == shape(wrong)
+    assert lockout_row(client, "alice")[1] is not None
+
+
+def test_addresses_of_one_ipv6_64_share_a_counter(
+    open_client: OpenClient, user: dict[str, Any]
+) -> None:
+    first = open_client(peer=("2001:db8:1:3::1", 40000), rate_limit_failures=3)
+    fail_logins(first, "nobody", 3)
+    neighbour = open_client(peer=("2001:db8:1:3:ffff::9", 40000), rate_limit_failures=3)
+    elsewhere = open_client(peer=("2001:db8:1:4::1", 40000), rate_limit_failures=3)
+
+    assert_rate_limited(login(neighbour, "alice", USER_PASSWORD), 60)
+    password_login(elsewhere, "alice", USER_PASSWORD)
+
+
+def test_wrong_current_passwords_lock_the_account(
+    open_client: OpenClient, user: dict[str, Any]
+) -> None:
+    client = open_client(lockout_threshold=3, rate_limit_failures=0)
+    headers = bearer(password_login(client, "alice", USER_PASSWORD)["access_token"])
+    for _ in range(3):
+        response = client.post(
+            "/users/me/password",
+            headers=headers,
+            json={"current_password": WRONG, "new_password": "a-new-password-1"},
+        )
+        assert response.status_code == 400
+    refused = client.post(
+        "/users/me/password",
+        headers=headers,
+        json={"current_password": USER_PASSWORD, "new_password": "a-new-password-1"},
+    )
+    assert refused.status_code == 400
+    assert lockout_row(client, "alice")[1] is not None
+    assert_oauth_error(login(client, "alice", USER_PASSWORD), 400, "invalid_grant")

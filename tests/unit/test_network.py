@@ -48,7 +48,11 @@ CASES = [
         "10.0.0.2",
         id="malformed-stops-at-last-good",
     ),
-    pytest.param("10.0.0.1", ["1.2.3.4:5678"], (TEN,), "10.0.0.1", id="hop-with-port-malformed"),
+    pytest.param("10.0.0.1", ["1.2.3.4:5678"], (TEN,), "1.2.3.4", id="hop-with-port"),
+    pytest.param(
+        "10.0.0.1", ["[2001:db8::7]:443"], (TEN,), "2001:db8::7", id="bracketed-v6-with-port"
+    ),
+    pytest.param("10.0.0.1", ["unknown"], (TEN,), "10.0.0.1", id="obfuscated-hop-malformed"),
     pytest.param("10.0.0.1", [""], (TEN,), "10.0.0.1", id="empty-header"),
     pytest.param("10.0.0.1", ["  1.2.3.4  "], (TEN,), "1.2.3.4", id="spaces-around"),
     pytest.param("10.0.0.1", ["1.2.3.4 ,10.0.0.2 "], (TEN,), "1.2.3.4", id="spaces-in-list"),
@@ -77,7 +81,7 @@ CASES = [
     pytest.param("2001:db8::1", ["1.2.3.4"], (PROXY_V6,), "2001:db8::1", id="v6-untrusted-peer"),
     pytest.param("::1", ["1.2.3.4"], networks("::1"), "1.2.3.4", id="v6-loopback-trusted"),
     pytest.param("::1", ["1.2.3.4"], (LOOPBACK,), "::1", id="v4-net-does-not-trust-v6-peer"),
-    pytest.param("10.0.0.1", ["[2001:db8::7]"], (TEN,), "10.0.0.1", id="bracketed-v6-malformed"),
+    pytest.param("10.0.0.1", ["[2001:db8::7]"], (TEN,), "2001:db8::7", id="bracketed-v6"),
     # Peers that are not IP addresses (Starlette's TestClient, Unix sockets) are used as given.
     pytest.param("testclient", ["1.2.3.4"], (TEN,), "testclient", id="non-ip-peer"),
     pytest.param(None, ["1.2.3.4"], (TEN,), None, id="no-peer"),

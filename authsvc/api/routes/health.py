@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
@@ -11,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from authsvc.api.deps import ContextDep
+from authsvc.context import AppContext
 from authsvc.security.keys import NoSigningKeyError
 
 router = APIRouter(tags=["health"])
@@ -22,19 +25,30 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-def readyz(ctx: ContextDep) -> JSONResponse:
-    """Ready to serve: the database (and Redis, when configured) answers, a key is loaded."""
-    checks: dict[str, Any] = {}
+def _database_answers(ctx: AppContext) -> str:
     try:
         with ctx.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        checks["database"] = "ok"
     except SQLAlchemyError:
-        checks["database"] = "unavailable"
+        return "unavailable"
+    return "ok"
+
+
+@router.get("/readyz")
+async def readyz(ctx: ContextDep) -> JSONResponse:
+    """Ready to serve: the database (and Redis, when configured) answers, a key is loaded.
+
+    The database check has a deadline: a server that accepts connections but never answers
+    must make the probe say 503, not hang it (the stuck thread is left to its timeouts).
+    """
+    checks: dict[str, Any] = {"database": "unavailable"}
+    with anyio.move_on_after(ctx.settings.db_connect_timeout + ctx.settings.db_pool_timeout):
+        checks["database"] = await anyio.to_thread.run_sync(
+            _database_answers, ctx, abandon_on_cancel=True
+        )
     if ctx.redis is not None:
         try:
-            ctx.redis.ping()
+            await anyio.to_thread.run_sync(ctx.redis.ping)
             checks["redis"] = "ok"
         except RedisError:
             checks["redis"] = "unavailable"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 from authsvc.api.deps import AuditDep, ContextDep, CurrentUser, SessionDep
 from authsvc.schemas import PasswordChange, SessionOut, UserOut, UserSelfUpdate
 from authsvc.services.audit import FAILURE, AuditType
+from authsvc.services.lockout import AccountLockout, is_locked
 from authsvc.services.sessions import SessionService
 from authsvc.services.users import UserService
 
@@ -33,8 +34,17 @@ def change_my_password(
     ctx: ContextDep,
     audit: AuditDep,
 ) -> Response:
+    lockout = AccountLockout(
+        session,
+        threshold=ctx.settings.lockout_threshold,
+        duration=ctx.settings.lockout_duration,
+    )
     ok, _ = ctx.hasher.verify(body.current_password, user.password_hash)
-    if not ok:
+    # The current password is a login by another door: a stolen access token must not be
+    # a way to guess it without the lockout.
+    if is_locked(user.locked_until) or not ok:
+        if not is_locked(user.locked_until):
+            lockout.record_failure(user.id)
         audit(
             AuditType.USER_PASSWORD_CHANGED,
             outcome=FAILURE,

@@ -17,6 +17,4 @@ class ClientCredentialsGrant(BaseGrant):
         # §4.4: confidential clients only; §4.4.3: no refresh token.
         client = await self.client(request, require_confidential=True)
         scopes = grant_scopes(requested, client.restrict(client.scopes or ()))
-        return self.access_token_response(
-            request, subject=client.client_id, client_id=client.client_id, scopes=scopes
-        )
+        return self.access_token_response(request, client, subject=client.client_id, scopes=scopes)

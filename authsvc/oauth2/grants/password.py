@@ -33,7 +33,6 @@ class _Candidate:
     password_hash: str
     is_active: bool
     scopes: tuple[str, ...]
-    failed_logins: int
     locked_until: datetime | None
 
 
@@ -51,7 +50,6 @@ class PasswordGrant(BaseGrant):
                 password_hash=user.password_hash,
                 is_active=user.is_active,
                 scopes=tuple(user.scope_names),
-                failed_logins=user.failed_logins,
                 locked_until=user.locked_until,
             )
 
@@ -69,14 +67,14 @@ class PasswordGrant(BaseGrant):
         with self.ctx.sessionmaker() as session:
             return self._lockout(session).record_failure(user_id)
 
-    def _record_success(self, user_id: uuid.UUID) -> None:
+    def _record_success(self, user_id: uuid.UUID) -> bool:
         with self.ctx.sessionmaker() as session:
-            self._lockout(session).record_success(user_id)
+            return self._lockout(session).record_success(user_id)
 
     def _refused(
         self,
         request: TokenRequest,
-        client_id: str,
+        client_id: str | None,
         reason: str,
         candidate: _Candidate | None = None,
     ) -> InvalidCredentialsError:
@@ -143,9 +141,9 @@ class PasswordGrant(BaseGrant):
         # The password is checked before is_active and the lockout, so a disabled or locked
         # account costs the same work and gets the same answer as a wrong password.
         if candidate is None:
-            raise self._refused(request, client.client_id, "unknown_user")
+            raise self._refused(request, client.audit_id, "unknown_user")
         if is_locked(candidate.locked_until):
-            raise self._refused(request, client.client_id, "locked", candidate)
+            raise self._refused(request, client.audit_id, "locked", candidate)
         if not ok:
             if await run_in_threadpool(self._record_failure, candidate.id):
                 self.ctx.audit.record(
@@ -153,20 +151,22 @@ class PasswordGrant(BaseGrant):
                     caller=request.caller,
                     subject_id=candidate.id,
                     username=candidate.username,
-                    client_id=client.client_id,
+                    client_id=client.audit_id,
                     duration=self.ctx.settings.lockout_duration,
                 )
-            raise self._refused(request, client.client_id, "wrong_password", candidate)
+            raise self._refused(request, client.audit_id, "wrong_password", candidate)
         if not candidate.is_active:
-            raise self._refused(request, client.client_id, "disabled", candidate)
-        if candidate.failed_logins or candidate.locked_until is not None:
-            await run_in_threadpool(self._record_success, candidate.id)
+            raise self._refused(request, client.audit_id, "disabled", candidate)
+        if self.ctx.settings.lockout_threshold and not await run_in_threadpool(
+            self._record_success, candidate.id
+        ):
+            raise self._refused(request, client.audit_id, "locked", candidate)
         self.ctx.audit.record(
             AuditType.LOGIN_SUCCEEDED,
             caller=request.caller,
             subject_id=candidate.id,
             username=candidate.username,
-            client_id=client.client_id,
+            client_id=client.audit_id,
         )
         current_hash = candidate.password_hash
         if new_hash is not None:
@@ -186,8 +186,8 @@ class PasswordGrant(BaseGrant):
             )
         return self.access_token_response(
             request,
+            client,
             subject=str(candidate.id),
-            client_id=client.client_id,
             scopes=scopes,
             username=candidate.username,
             refresh_token=refresh_token,

@@ -40,14 +40,14 @@ class RefreshTokenGrant(BaseGrant):
                     outcome=FAILURE,
                     caller=request.caller,
                     subject_id=exc.user_id,
-                    client_id=client.client_id,
+                    client_id=client.audit_id,
                 )
             # One answer whatever the reason: the client learns nothing it could use.
             raise InvalidGrantError("Invalid refresh token") from None
         return self.access_token_response(
             request,
+            client,
             subject=str(rotation.user_id),
-            client_id=rotation.client_id,
             scopes=rotation.scopes,
             username=rotation.username,
             refresh_token=rotation.refresh_token,
