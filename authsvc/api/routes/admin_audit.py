@@ -14,12 +14,15 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from authsvc.api.deps import SessionDep, require_scopes
 from authsvc.context import AppContext
 from authsvc.oauth2.bearer import check_scopes, refuse_websocket, refused, token_from_websocket
-from authsvc.oauth2.errors import InvalidTokenError, OAuth2Error
+from authsvc.oauth2.errors import InvalidTokenError, OAuth2Error, TemporarilyUnavailableError
 from authsvc.oauth2.token_checks import TokenRevokedError, live_user
 from authsvc.schemas import AuditEventOut, AuditPage
 from authsvc.security.tokens import TokenValidationError
@@ -127,6 +130,9 @@ async def stream_audit_events(websocket: WebSocket) -> None:
         claims = await run_in_threadpool(_admin_claims, ctx, token)
     except OAuth2Error as exc:
         raise await refuse_websocket(websocket, exc) from None
+    except (OperationalError, PoolTimeoutError, RedisError):
+        # The check could not be made: 1013 (try again later), not a failed handshake.
+        raise await refuse_websocket(websocket, TemporarilyUnavailableError()) from None
     await websocket.accept()
     cursor = _Cursor(await run_in_threadpool(_last_id, ctx))
     checked = time.monotonic()
