@@ -16,12 +16,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_finds_no_lint_errors() -> None:
-    result = _run("ruff", "check", "authsvc", "tests", "examples")
+    result = _run("ruff", "check", "authsvc", "tests", "examples", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_is_clean() -> None:
-    result = _run("ruff", "format", "--check", "authsvc", "tests", "examples")
+    result = _run("ruff", "format", "--check", "authsvc", "tests", "examples", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
