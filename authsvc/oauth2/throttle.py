@@ -1,7 +1,8 @@
-"""The per-address failure limit around the token and introspection endpoints.
+"""The per-address failure limit around the token, introspection and revocation endpoints.
 
 Checked before any work is done for the request (no bcrypt, no client lookup), counted after
-a failure that guessing produces: a wrong username or password (``invalid_grant``) and a
+a failure that guessing produces: a wrong username or password (``invalid_grant``; the
+password grant counts it itself, before the check, see ``FailureLimiter.reserve``) and a
 wrong client secret (``invalid_client``).
 """
 

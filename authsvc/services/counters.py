@@ -30,6 +30,8 @@ class CounterStore(Protocol):
 
 
 class SqlCounterStore:
+    """Counters as rows, one per key (the window start rides along and resets the count)."""
+
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
