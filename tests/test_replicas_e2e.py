@@ -110,8 +110,9 @@ _ADDRESSES = itertools.count(1)
 
 
 def client_address() -> str:
-    """A client address no other request of this run used (2001:db8::/32 is documentation)."""
-    return f"2001:db8::{os.getpid():x}:{next(_ADDRESSES):x}"
+    """A client address in a /64 no other request of this run used (the limit counts IPv6
+    clients by /64; 2001:db8::/32 is for documentation)."""
+    return f"2001:db8:{os.getpid() % 0xFFFF:x}:{next(_ADDRESSES):x}::1"
 
 
 def eventually(check: Any, within: float = 1.0) -> bool:
