@@ -51,6 +51,19 @@ def database_environment(kind: str, schema_prefix: str) -> Iterator[dict[str, st
         yield {"AUTHSVC_DATABASE_URL": url}
 
 
+# The Redis our machines run; tests that need it skip without it unless CI requires it.
+REQUIRE_REDIS = os.environ.get("AUTHSVC_REQUIRE_REDIS") == "1"
+
+
+def redis_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 GENERATED_ADMIN = re.compile(r"^Created admin user 'admin' with password: (\S+)$", re.MULTILINE)
 
 

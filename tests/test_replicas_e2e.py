@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,31 +26,23 @@ from tests.helpers import authsvc_command
 from tests.live_server import (
     BOOTSTRAP_ADMIN,
     E2E_PASSWORD,
+    REQUIRE_REDIS,
     TEST_DATABASE_URL,
     Seeded,
     Server,
     ServerFactory,
     database_environment,
+    redis_answers,
     seed_reports_users,
     server_factory,
 )
 
-REQUIRE_REDIS = os.environ.get("AUTHSVC_REQUIRE_REDIS") == "1"
 ISSUER = "http://authsvc.replicas.test"
 WRONG_PASSWORD = "not-the-password-1"
 
 pytestmark = pytest.mark.skipif(
     not TEST_DATABASE_URL, reason="replicas share a PostgreSQL database (AUTHSVC_TEST_DATABASE_URL)"
 )
-
-
-def _redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @dataclass
@@ -87,7 +78,7 @@ def pair(
         **BOOTSTRAP_ADMIN,
     }
     if request.param.endswith("redis"):
-        if not _redis_answers():
+        if not redis_answers():
             if REQUIRE_REDIS:
                 pytest.fail("AUTHSVC_REQUIRE_REDIS=1 but no Redis answers on 127.0.0.1:6379")
             pytest.skip("no Redis on 127.0.0.1:6379")

@@ -8,7 +8,7 @@ declared with ``Security(..., scopes=[...])`` at the router and at the route acc
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -25,6 +25,7 @@ from authsvc.security.network import Caller, caller_of
 from authsvc.security.principal import Principal
 from authsvc.security.tokens import TokenValidationError
 from authsvc.services.audit import AuditLog, AuditType
+from authsvc.services.denylist import Denylist
 
 # Declares the OAuth2 password flow in OpenAPI so Swagger's Authorize button logs in through
 # our token endpoint; it never raises, our own parsing below decides what a bad header means.
@@ -113,12 +114,22 @@ def get_current_user(
     ctx: ContextDep,
 ) -> User:
     """The token's active user; revoked tokens (denylist, revoke-all cutoff) are refused here."""
+    return authorize_user(session, claims, ctx.denylist, security_scopes.scopes)
+
+
+def authorize_user(
+    session: Session, principal: Principal, denylist: Denylist, required: Sequence[str]
+) -> User:
+    """The principal's active user if the token is still good and grants ``required``.
+
+    Shared with the audit stream's WebSocket, which has no dependency chain to run.
+    """
     try:
-        user = live_user(session, claims.claims, ctx.denylist)
+        user = live_user(session, principal.claims, denylist)
     except TokenRevokedError as exc:
         raise InvalidTokenError(str(exc)) from None
     # A scope removed from the user stops working at once, not when the token expires.
-    check_scopes(security_scopes.scopes, claims.scopes & set(user.scope_names))
+    check_scopes(required, principal.scopes & set(user.scope_names))
     return user
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -21,6 +22,24 @@ class OwnedClient:
     async def aclose(self) -> None:
         if self.owned:
             await self.http.aclose()
+
+
+class AsyncCloseable:
+    """``async with validator:`` closes it (its HTTP client, background work) on the way out."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
 
 class IssuerUnavailableError(Exception):

@@ -14,13 +14,18 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
 
-from authsvc.guard.http import IssuerUnavailableError, OwnedClient, discover, request_json
+from authsvc.guard.http import (
+    AsyncCloseable,
+    IssuerUnavailableError,
+    OwnedClient,
+    discover,
+    request_json,
+)
 from authsvc.oauth2.errors import InvalidTokenError, TemporarilyUnavailableError
 from authsvc.security.principal import Principal
 from authsvc.security.tokens import AccessTokenVerifier, TokenValidationError
@@ -34,7 +39,7 @@ def basic_credentials(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(joined.encode("utf-8")).decode("ascii")
 
 
-class IntrospectionValidator:
+class IntrospectionValidator(AsyncCloseable):
     """Validates tokens by calling the issuer's introspection endpoint with client credentials.
 
     The client must be a confidential client registered at the gateway. An answer is only
@@ -177,14 +182,3 @@ class IntrospectionValidator:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-    async def __aenter__(self) -> IntrospectionValidator:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
-from types import TracebackType
 from typing import Protocol
 
 import httpx
 
-from authsvc.guard.http import IssuerUnavailableError, OwnedClient
+from authsvc.guard.http import AsyncCloseable, IssuerUnavailableError, OwnedClient
 from authsvc.guard.jwks import JwksCache, Refresh
 from authsvc.oauth2.bearer import refused
 from authsvc.oauth2.errors import TemporarilyUnavailableError
@@ -33,7 +32,7 @@ class Validator(Protocol):
     async def aclose(self) -> None: ...
 
 
-class TokenValidator:
+class TokenValidator(AsyncCloseable):
     """Verifies access tokens against the issuer's JWKS, fetched and cached over HTTP.
 
     ``issuer`` is the gateway's ``AUTHSVC_ISSUER`` (the ``iss`` of its tokens); ``audience``
@@ -111,14 +110,3 @@ class TokenValidator:
     async def aclose(self) -> None:
         await self.jwks.aclose()
         await self._client.aclose()
-
-    async def __aenter__(self) -> TokenValidator:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -8,9 +8,7 @@ counter answers 503 ``temporarily_unavailable`` (never a silent accept), WebSock
 
 from __future__ import annotations
 
-import os
 import random
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,23 +29,14 @@ from tests.helpers import (
     assert_invalid_token,
     bearer,
 )
+from tests.live_server import REQUIRE_REDIS, redis_answers
 
-REQUIRE_REDIS = os.environ.get("AUTHSVC_REQUIRE_REDIS") == "1"
 DEAD_REDIS = "redis://127.0.0.1:1/0"
-
-
-def _redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def live_redis_url() -> str:
-    if not _redis_answers():
+    if not redis_answers():
         if REQUIRE_REDIS:
             pytest.fail("AUTHSVC_REQUIRE_REDIS=1 but no Redis answers on 127.0.0.1:6379")
         pytest.skip("no Redis on 127.0.0.1:6379")

@@ -19,12 +19,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 
-from authsvc.api.deps import SessionDep, require_scopes
+from authsvc.api.deps import SessionDep, authorize_user, require_scopes
 from authsvc.context import AppContext
-from authsvc.oauth2.bearer import check_scopes, refuse_websocket, refused, token_from_websocket
-from authsvc.oauth2.errors import InvalidTokenError, OAuth2Error, TemporarilyUnavailableError
-from authsvc.oauth2.token_checks import TokenRevokedError, live_user
+from authsvc.oauth2.bearer import refuse_websocket, refused, token_from_websocket
+from authsvc.oauth2.errors import OAuth2Error, TemporarilyUnavailableError
 from authsvc.schemas import AuditEventOut, AuditPage
+from authsvc.security.principal import Principal
 from authsvc.security.tokens import TokenValidationError
 from authsvc.services.audit import AuditQuery
 
@@ -75,12 +75,8 @@ def _admin_claims(ctx: AppContext, token: str) -> dict[str, Any]:
         claims = ctx.keys.verify(token)
     except TokenValidationError as exc:
         raise refused(exc) from None
-    try:
-        with ctx.sessionmaker() as session:
-            held = set(live_user(session, claims, ctx.denylist).scope_names)
-    except TokenRevokedError as exc:
-        raise InvalidTokenError(str(exc)) from None
-    check_scopes([ADMIN_SCOPE], set(str(claims.get("scope", "")).split()) & held)
+    with ctx.sessionmaker() as session:
+        authorize_user(session, Principal.from_claims(claims), ctx.denylist, [ADMIN_SCOPE])
     return claims
 
 
