@@ -126,7 +126,9 @@ def _watch_for_shutdown(ctx: AppContext) -> None:
 
 async def database_unavailable_handler(request: Request, exc: Exception) -> Response:
     # The driver's message can carry host names and user names; log it, do not send it.
-    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+    # Both PostgreSQL/SQLite and Redis errors come here; the type names which one it was.
+    store = "redis" if isinstance(exc, RedisError) else "database"
+    logger.warning("%s unavailable on %s %s: %s", store, request.method, request.url.path, exc)
     return await oauth2_error_handler(request, TemporarilyUnavailableError())
 
 
