@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(ctx.audit.close)
             ctx.engine.dispose()
+            ctx.hasher.close()
             if ctx.redis is not None:
                 ctx.redis.close()
 

@@ -23,8 +23,10 @@ from authsvc.security.passwords import PasswordHasher
 from authsvc.security.tokens import AccessTokenSigner, AccessTokenVerifier
 from authsvc.services import redis_store
 from authsvc.services.audit import AuditLog
+from authsvc.services.cache import TtlCache
 from authsvc.services.counters import CounterStore, FailureLimiter, SqlCounterStore
 from authsvc.services.denylist import Denylist, SqlDenylist
+from authsvc.services.live_state import LiveState, watch_writes
 
 if TYPE_CHECKING:
     from authsvc.oauth2.rfc7009 import RevocationEndpoint
@@ -43,6 +45,7 @@ class AppContext:
     client_authenticator: ClientAuthenticator
     failure_limiter: FailureLimiter
     denylist: Denylist
+    live: LiveState
     redis: Redis | None
     audit: AuditLog
     trusted_proxies: tuple[Network, ...]
@@ -77,12 +80,14 @@ def build_context(settings: Settings) -> AppContext:
     engine = build_engine(settings)
     sessions = build_sessionmaker(engine)
     audit = AuditLog(sessions)
+    token_state: TtlCache[Any] = TtlCache(settings.auth_cache_ttl)
+    watch_writes(sessions, token_state)
     denylist: Denylist = SqlDenylist()
     counters: CounterStore = SqlCounterStore(sessions)
     client = None
     if settings.redis_url is not None:
         client = redis_store.connect(settings.redis_url)
-        denylist = redis_store.RedisDenylist(client)
+        denylist = redis_store.RedisDenylist(client, on_add=token_state.invalidate)
         counters = redis_store.RedisCounterStore(client)
     return AppContext(
         settings=settings,
@@ -92,14 +97,19 @@ def build_context(settings: Settings) -> AppContext:
         signer=AccessTokenSigner(key_set.active),
         hasher=PasswordHasher(settings.bcrypt_rounds),
         client_authenticator=ClientAuthenticator(
-            sessions, audit, require_registered=settings.require_registered_clients
+            sessions,
+            audit,
+            require_registered=settings.require_registered_clients,
+            cache=token_state,
         ),
         denylist=denylist,
+        live=LiveState(sessions, denylist, token_state),
         redis=client,
         failure_limiter=FailureLimiter(
             counters,
             limit=settings.rate_limit_failures,
             window=settings.rate_limit_window,
+            cache_ttl=settings.auth_cache_ttl,
         ),
         trusted_proxies=settings.trusted_networks,
         audit=audit,

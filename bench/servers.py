@@ -37,6 +37,15 @@ def pinned(command: list[str]) -> list[str]:
     return command
 
 
+def bench_env() -> dict[str, str]:
+    """Our environment without anything that configures the servers we start."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AUTHSVC_", "DOWNSTREAM_", "PEER_"))
+    }
+
+
 @dataclass
 class Server:
     url: str
@@ -68,12 +77,22 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> float:
 
 @contextmanager
 def process(
-    command: list[str], env: dict[str, str], cwd: Path, ready_path: str, port: int
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    ready_path: str,
+    port: int,
+    *,
+    pin: bool = True,
 ) -> Iterator[Server]:
     log = cwd / f"server-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            pinned(command), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+            pinned(command) if pin else command,
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -88,7 +107,7 @@ def process(
 
 
 def gateway_env(workdir: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHSVC_")}
+    env = bench_env()
     env.update(
         {
             "AUTHSVC_ISSUER": f"http://127.0.0.1:{port}",
@@ -103,34 +122,92 @@ def gateway_env(workdir: Path, port: int, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def gateway(workdir: Path, **extra: str) -> Iterator[Server]:
-    """``authsvc serve``: one worker, uvicorn's defaults (uvloop and httptools when present)."""
+def gateway(
+    workdir: Path,
+    name: str = "gateway",
+    *,
+    pin: bool = True,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """``authsvc serve``: one worker, uvicorn's defaults (uvloop and httptools when present).
+
+    ``settings`` are ``AUTHSVC_*`` variables. Its database and keys live in ``workdir/name``, so
+    a second start under the same name is a restart.
+    """
     port = free_port()
+    home = workdir / name
+    home.mkdir(exist_ok=True)
     authsvc = Path(sys.executable).parent / "authsvc"
     command = [str(authsvc), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with process(command, gateway_env(workdir, port, **extra), workdir, "/readyz", port) as srv:
-        yield srv
+    env = gateway_env(home, port, **(settings or {}))
+    with process(command, env, home, "/readyz", port, pin=pin) as server:
+        yield server
+
+
+def _uvicorn(app_dir: Path, target: str, port: int, *options: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        *options,
+        "--app-dir",
+        str(app_dir),
+        target,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+@contextmanager
+def peer(workdir: Path, module: str) -> Iterator[Server]:
+    """A peer app from ``bench/peers``, served as ``authsvc serve`` serves us (uvicorn's
+    defaults, access log included), so the comparison is of the apps alone."""
+    port = free_port()
+    env = bench_env()
+    env["PEER_DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/{module}-{port}.db"
+    command = _uvicorn(ROOT / "bench" / "peers", f"{module}:app", port)
+    with process(command, env, workdir, "/hello", port) as server:
+        yield server
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str | None]:
+    """A fresh database on the PostgreSQL server at ``admin_url``, dropped afterwards.
+
+    None when no server answers (the PostgreSQL rows are then left out, and say so).
+    """
+    import psycopg
+
+    name = f"authsvc_bench_{os.getpid()}"
+    plain = admin_url.replace("postgresql+psycopg://", "postgresql://")
+    try:
+        with psycopg.connect(plain, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        yield None
+        return
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(plain, autocommit=True, connect_timeout=3) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
 def downstream(workdir: Path, issuer: str) -> Iterator[Server]:
     """The example service protected by ``authsvc.guard``."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOWNSTREAM_")}
+    env = bench_env()
     env["DOWNSTREAM_ISSUER"] = issuer
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
+    command = _uvicorn(
+        ROOT / "examples",
+        "downstream_service:from_environment",
+        port,
         "--no-access-log",
         "--factory",
-        "--app-dir",
-        str(ROOT / "examples"),
-        "downstream_service:from_environment",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
+    )
     with process(command, env, workdir, "/hello", port) as server:
         yield server

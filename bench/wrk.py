@@ -17,11 +17,16 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 @dataclass(frozen=True)
 class Load:
-    """What one wrk run sends: method, headers and body (a Lua script carries them)."""
+    """What one wrk run sends: method, headers and body (a Lua script carries them).
+
+    ``lua`` is appended to the script: wrk's ``request``/``response``/``delay`` hooks, for
+    loads that change per request (a refresh token chain) or pace themselves (a probe).
+    """
 
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     body: str | None = None
+    lua: str = ""
 
     def script(self) -> str:
         lines = [f'wrk.method = "{self.method}"']
@@ -29,7 +34,34 @@ class Load:
             lines.append(f'wrk.headers["{name}"] = "{value}"')
         if self.body is not None:
             lines.append(f'wrk.body = "{self.body}"')
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n" + self.lua
+
+
+def paced(milliseconds: int) -> str:
+    """Each connection waits this long between requests: a probe, not a flood."""
+    return f"delay = function() return {milliseconds} end\n"
+
+
+def refresh_chain(refresh_tokens: list[str]) -> str:
+    """Every request spends a refresh token; every answer puts its successor back.
+
+    Refresh tokens are single-use (rotation), so the load needs one per connection to start
+    with, and one more: wrk calls ``request`` once before the run to check the script, and
+    never sends what it got. A refused refresh leaves the pool short and shows up as a
+    non-2xx answer.
+    """
+    seeded = ", ".join(f'"{token}"' for token in refresh_tokens)
+    return f"""
+local pool = {{{seeded}}}
+request = function()
+  local token = table.remove(pool) or "exhausted"
+  return wrk.format(nil, nil, nil, "grant_type=refresh_token&refresh_token=" .. token)
+end
+response = function(status, headers, body)
+  local token = string.match(body, '"refresh_token"%s*:%s*"([^"]+)"')
+  if token then table.insert(pool, token) end
+end
+"""
 
 
 @dataclass(frozen=True)
@@ -46,23 +78,46 @@ def require_wrk() -> str:
     return found
 
 
+@dataclass
+class Running:
+    """A wrk run in progress; ``result`` waits for it and reads what it printed."""
+
+    process: subprocess.Popen[str]
+    scratch: tempfile.TemporaryDirectory[str]
+
+    def result(self) -> Result:
+        output, _ = self.process.communicate()
+        self.scratch.cleanup()
+        if self.process.returncode != 0:
+            raise RuntimeError(f"wrk failed:\n{output}")
+        return parse(output)
+
+
+def start(url: str, load: Load, *, seconds: float, connections: int, core: int | None) -> Running:
+    scratch = tempfile.TemporaryDirectory()
+    script = Path(scratch.name) / "load.lua"
+    script.write_text(load.script())
+    command = [
+        require_wrk(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    if core is not None and shutil.which("taskset"):
+        command = ["taskset", "-c", str(core), *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return Running(process, scratch)
+
+
 def run(url: str, load: Load, *, seconds: float, connections: int, core: int | None) -> Result:
-    with tempfile.TemporaryDirectory() as scratch:
-        script = Path(scratch) / "load.lua"
-        script.write_text(load.script())
-        command = [
-            require_wrk(),
-            "-t1",
-            f"-c{connections}",
-            f"-d{max(1, round(seconds))}s",
-            "--latency",
-            "-s",
-            str(script),
-            url,
-        ]
-        if core is not None and shutil.which("taskset"):
-            command = ["taskset", "-c", str(core), *command]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return start(url, load, seconds=seconds, connections=connections, core=core).result()
+
+
+def parse(output: str) -> Result:
     rate = _RATE.search(output)
     p99 = _P99.search(output)
     errors = _NON_2XX.search(output)

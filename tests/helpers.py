@@ -336,3 +336,15 @@ def refresh_grant(client: TestClient, refresh_token: str, **extra: str) -> httpx
     return client.post(
         TOKEN_URL, data={"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
     )
+
+
+def eventually(check: Callable[[], bool], within: float = 1.0) -> bool:
+    """Poll ``check`` until it holds or ``within`` seconds pass: what other replicas (or
+    other apps on one database) see follows within the 1 s bound, not at once."""
+    deadline = time.monotonic() + within
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)

@@ -1,7 +1,8 @@
 """Every ``Depends`` chain, as ``Annotated`` aliases so routes never repeat ``Depends(...)``.
 
 The chain is: context -> session; bearer token -> verified claims (scopes checked) -> active
-user from the database (scopes checked again against the user's current grants). Scopes
+user (scopes checked again against the user's current grants): ``CurrentAccount`` as kept for
+at most ``auth_cache_ttl``, ``CurrentUser`` as the row read in the request's session. Scopes
 declared with ``Security(..., scopes=[...])`` at the router and at the route accumulate through
 ``SecurityScopes``, so they layer.
 """
@@ -20,12 +21,13 @@ from authsvc.context import AppContext
 from authsvc.db.models import User
 from authsvc.oauth2.bearer import check_scopes, refused, require_token, token_from_authorization
 from authsvc.oauth2.errors import InvalidTokenError
-from authsvc.oauth2.token_checks import TokenRevokedError, live_user
+from authsvc.oauth2.token_checks import TokenRevokedError, live_account, live_user
 from authsvc.security.network import Caller, caller_of
 from authsvc.security.principal import Principal
 from authsvc.security.tokens import TokenValidationError
 from authsvc.services.audit import AuditLog, AuditType
 from authsvc.services.denylist import Denylist
+from authsvc.services.live_state import Account
 
 # Declares the OAuth2 password flow in OpenAPI so Swagger's Authorize button logs in through
 # our token endpoint; it never raises, our own parsing below decides what a bad header means.
@@ -36,7 +38,12 @@ oauth2_scheme = OAuth2PasswordBearer(
 )
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    # async: FastAPI runs a plain ``def`` dependency in the threadpool, a thread hop per request.
+    return context_of(request)
+
+
+def context_of(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -80,22 +87,18 @@ async def get_audit(request: Request, ctx: ContextDep, caller: CallerDep) -> Req
 AuditDep = Annotated[RequestAudit, Depends(get_audit)]
 
 
-async def get_bearer_token(
-    request: Request, _declared: Annotated[str | None, Depends(oauth2_scheme)]
-) -> str:
-    return require_token(token_from_authorization(request.headers.getlist("authorization")))
-
-
 async def get_token_claims(
     security_scopes: SecurityScopes,
     request: Request,
-    token: Annotated[str, Depends(get_bearer_token)],
-    ctx: ContextDep,
+    _declared: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal:
+    # The hot path of every protected route: the context comes from the app directly, not as
+    # one more dependency to solve.
     cached: Principal | None = getattr(request.state, "token_claims", None)
     if cached is None:
+        token = require_token(token_from_authorization(request.headers.getlist("authorization")))
         try:
-            raw = await ctx.keys.verify_async(token)
+            raw = await context_of(request).keys.verify_async(token)
         except TokenValidationError as exc:
             raise refused(exc) from None
         cached = Principal.from_claims(raw)
@@ -107,13 +110,42 @@ async def get_token_claims(
 TokenClaims = Annotated[Principal, Security(get_token_claims)]
 
 
+# Requests that change nothing; everything else is authorized against the database itself.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_current_account(
+    security_scopes: SecurityScopes,
+    request: Request,
+    claims: Annotated[Principal, Security(get_token_claims)],
+) -> Account:
+    """The token's active user as of at most ``auth_cache_ttl`` ago (now, for a write).
+
+    Revoked tokens (denylist, revoke-all cutoff) and disabled or deleted users are refused
+    here. Async, and without a session: a request whose answer is kept touches no thread and
+    no connection.
+    """
+    try:
+        account = await live_account(
+            context_of(request), claims.claims, fresh=request.method not in SAFE_METHODS
+        )
+    except TokenRevokedError as exc:
+        raise InvalidTokenError(str(exc)) from None
+    # A scope removed from the user stops working at once, not when the token expires.
+    check_scopes(security_scopes.scopes, claims.scopes & set(account.scope_names))
+    return account
+
+
+CurrentAccount = Annotated[Account, Security(get_current_account)]
+
+
 def get_current_user(
     security_scopes: SecurityScopes,
     claims: Annotated[Principal, Security(get_token_claims)],
     session: SessionDep,
     ctx: ContextDep,
 ) -> User:
-    """The token's active user; revoked tokens (denylist, revoke-all cutoff) are refused here."""
+    """The token's active user row, read in the request's session, for routes that change it."""
     return authorize_user(session, claims, ctx.denylist, security_scopes.scopes)
 
 
@@ -143,4 +175,4 @@ def require_scopes(*scopes: str) -> Any:
     ``APIRouter(dependencies=[require_scopes("admin")])`` guards a whole router; a route can add
     its own ``require_scopes(...)`` and both apply.
     """
-    return Security(get_current_user, scopes=list(scopes))
+    return Security(get_current_account, scopes=list(scopes))

@@ -15,7 +15,7 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_plus
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from authsvc.oauth2.errors import InvalidClientError, InvalidRequestError, UnauthorizedClientError
 from authsvc.services.audit import FAILURE, AuditLog, AuditType
+from authsvc.services.cache import Missing, TtlCache
 from authsvc.services.clients import PUBLIC_CLIENT_GRANTS, ClientService, secret_matches
 
 if TYPE_CHECKING:
@@ -114,13 +115,34 @@ def _checked(credentials: ClientCredentials) -> ClientCredentials:
     return credentials
 
 
+@dataclass(frozen=True)
+class ClientRecord:
+    """What authenticating a registered client reads from its row."""
+
+    client_id: str
+    confidential: bool
+    secret_hash: str | None
+    grant_types: frozenset[str]
+    scopes: frozenset[str]
+
+
 class ClientAuthenticator:
+    """Client rows are read through ``cache`` (the token-state cache, which every commit that
+    changes a client empties): a deleted client or a rotated secret stops working here at
+    once, and on other replicas within ``auth_cache_ttl``."""
+
     def __init__(
-        self, sessions: sessionmaker[Session], audit: AuditLog, *, require_registered: bool
+        self,
+        sessions: sessionmaker[Session],
+        audit: AuditLog,
+        *,
+        require_registered: bool,
+        cache: TtlCache[Any] | None = None,
     ) -> None:
         self.sessions = sessions
         self.audit = audit
         self.require_registered = require_registered
+        self._cache: TtlCache[Any] = cache if cache is not None else TtlCache(0)
 
     async def authenticate_request(
         self, request: TokenRequest, *, require_confidential: bool = False
@@ -129,9 +151,10 @@ class ClientAuthenticator:
         credentials = ClientCredentials(None, None, "none")
         try:
             credentials = extract_credentials(request.authorization, request.params)
-            return await run_in_threadpool(
-                self.authenticate, credentials, require_confidential=require_confidential
-            )
+            record: ClientRecord | None = None
+            if credentials.client_id is not None:
+                record = await self._record(credentials.client_id)
+            return self.judge(credentials, record, require_confidential=require_confidential)
         except InvalidClientError as exc:
             self.audit.record(
                 AuditType.CLIENT_AUTH_FAILED,
@@ -141,39 +164,60 @@ class ClientAuthenticator:
             )
             raise
 
-    def authenticate(
-        self, credentials: ClientCredentials, *, require_confidential: bool = False
+    async def _record(self, client_id: str) -> ClientRecord | None:
+        key = ("client-record", client_id)
+        cached = self._cache.get(key)
+        if not isinstance(cached, Missing):
+            return cast("ClientRecord | None", cached)
+        generation = self._cache.generation
+        record = await run_in_threadpool(self.read, client_id)
+        self._cache.put(key, record, generation)
+        return record
+
+    def read(self, client_id: str) -> ClientRecord | None:
+        with self.sessions() as session:
+            client = ClientService(session).get(client_id)
+            if client is None:
+                return None
+            return ClientRecord(
+                client_id=client.client_id,
+                confidential=client.confidential,
+                secret_hash=client.secret_hash,
+                grant_types=frozenset(client.grant_types),
+                scopes=frozenset(client.scopes),
+            )
+
+    def judge(
+        self,
+        credentials: ClientCredentials,
+        client: ClientRecord | None,
+        *,
+        require_confidential: bool = False,
     ) -> OAuthClient:
         """Identify the client, or raise ``invalid_client`` (401 with a Basic challenge)."""
         if credentials.client_id is None:
             if require_confidential or self.require_registered:
                 raise InvalidClientError("Client authentication required")
             return _public_client(DEFAULT_CLIENT_ID)
-        with self.sessions() as session:
-            client = ClientService(session).get(credentials.client_id)
-            if client is None:
-                secret_matches(credentials.secret or "", None)
-                if (
-                    credentials.secret is not None
-                    or require_confidential
-                    or self.require_registered
-                ):
-                    raise InvalidClientError()
-                return _public_client(credentials.client_id)
-            if client.confidential:
-                if credentials.secret is None or not secret_matches(
-                    credentials.secret, client.secret_hash
-                ):
-                    raise InvalidClientError(client_id=client.client_id)
-            elif credentials.secret is not None or require_confidential:
-                raise InvalidClientError("Public clients have no secret", client.client_id)
-            return OAuthClient(
-                client_id=client.client_id,
-                registered=True,
-                confidential=client.confidential,
-                grant_types=frozenset(client.grant_types),
-                scopes=frozenset(client.scopes),
-            )
+        if client is None:
+            secret_matches(credentials.secret or "", None)
+            if credentials.secret is not None or require_confidential or self.require_registered:
+                raise InvalidClientError()
+            return _public_client(credentials.client_id)
+        if client.confidential:
+            if credentials.secret is None or not secret_matches(
+                credentials.secret, client.secret_hash
+            ):
+                raise InvalidClientError(client_id=client.client_id)
+        elif credentials.secret is not None or require_confidential:
+            raise InvalidClientError("Public clients have no secret", client.client_id)
+        return OAuthClient(
+            client_id=client.client_id,
+            registered=True,
+            confidential=client.confidential,
+            grant_types=client.grant_types,
+            scopes=client.scopes,
+        )
 
 
 def _public_client(client_id: str) -> OAuthClient:

@@ -46,18 +46,18 @@ class IntrospectionEndpoint:
         )
         token = token_request.require("token")
         # §2.1: token_type_hint is only a hint; an unknown one is ignored, not an error.
-        return await run_in_threadpool(self.introspect, token)
+        return await self.introspect(token)
 
-    def introspect(self, token: str) -> dict[str, Any]:
+    async def introspect(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_BYTES:
             return dict(INACTIVE)
         if looks_like_jwt(token):
-            return self._access_token(token)
-        return self._refresh_token(token)
+            return await self._access_token(token)
+        return await run_in_threadpool(self._refresh_token, token)
 
-    def _access_token(self, token: str) -> dict[str, Any]:
+    async def _access_token(self, token: str) -> dict[str, Any]:
         try:
-            claims, scope = verify_live(self.ctx, token)
+            claims, scope = await verify_live(self.ctx, token)
         except (TokenValidationError, TokenRevokedError):
             return dict(INACTIVE)
         answer: dict[str, Any] = {"active": True, "token_type": "Bearer"}

@@ -27,7 +27,9 @@ class Throttle:
     async def guard(self, caller: Caller, call: Callable[[], Awaitable[T]]) -> T:
         if self.limiter.limit == 0:
             return await call()
-        retry_after = await run_in_threadpool(self.limiter.retry_after, caller.ip)
+        retry_after = self.limiter.known_retry_after(caller.ip)
+        if retry_after is None:
+            retry_after = await run_in_threadpool(self.limiter.retry_after, caller.ip)
         if retry_after:
             raise RateLimitedError(retry_after)
         try:

@@ -8,13 +8,15 @@ its jti on the denylist, its user disabled, deleted, or revoked-all after it was
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
 from authsvc.db.models import User
-from authsvc.services.clients import ClientService
 from authsvc.services.denylist import Denylist
+from authsvc.services.live_state import Account
 from authsvc.services.sessions import cutoff_timestamp
 
 if TYPE_CHECKING:
@@ -47,16 +49,31 @@ REVOKED = "The access token was revoked"
 CLIENT_GONE = "The client is unknown"
 
 
-def live_user(session: Session, claims: dict[str, Any], denylist: Denylist) -> User:
-    """The token's active user, or ``TokenRevokedError`` if the token was taken back."""
+class UserLike(Protocol):
+    """What judging a user token reads: a ``User`` row or a cached ``Account``."""
+
+    @property
+    def is_active(self) -> bool: ...
+
+    @property
+    def tokens_valid_after(self) -> datetime | None: ...
+
+
+U = TypeVar("U", bound=UserLike)
+
+
+def user_id_of(claims: dict[str, Any]) -> uuid.UUID:
     try:
-        user_id = uuid.UUID(str(claims["sub"]))
+        return uuid.UUID(str(claims["sub"]))
     except ValueError:
         # Not a user id: a client_credentials token, which has no user to act as.
         raise TokenRevokedError(INVALID) from None
-    if denylist.contains(session, str(claims["jti"])):
+
+
+def judge_user(claims: dict[str, Any], revoked: bool, user: U | None) -> U:
+    """The token's user if the token is still good, or ``TokenRevokedError`` saying why not."""
+    if revoked:
         raise TokenRevokedError(REVOKED)
-    user = session.get(User, user_id)
     if user is None or not user.is_active:
         raise TokenRevokedError(USER_GONE)
     cutoff = cutoff_timestamp(user.tokens_valid_after)
@@ -65,7 +82,20 @@ def live_user(session: Session, claims: dict[str, Any], denylist: Denylist) -> U
     return user
 
 
-def live_scope(session: Session, claims: dict[str, Any], denylist: Denylist) -> str:
+def live_user(session: Session, claims: dict[str, Any], denylist: Denylist) -> User:
+    """The token's active user read in ``session`` itself, for routes that change it."""
+    user_id = user_id_of(claims)
+    revoked = denylist.contains(session, str(claims["jti"]))
+    return judge_user(claims, revoked, session.get(User, user_id))
+
+
+async def live_account(ctx: AppContext, claims: dict[str, Any], *, fresh: bool = False) -> Account:
+    """The token's active user as kept by ``ctx.live`` (at most ``auth_cache_ttl`` old)."""
+    state = await ctx.live.user(str(claims["jti"]), user_id_of(claims), fresh=fresh)
+    return judge_user(claims, state.revoked, state.account)
+
+
+async def live_scope(ctx: AppContext, claims: dict[str, Any]) -> str:
     """The scope the token still carries, or ``TokenRevokedError`` saying why it does not.
 
     The token's scope narrowed to what its user (or, for client tokens, its client) holds
@@ -73,23 +103,21 @@ def live_scope(session: Session, claims: dict[str, Any], denylist: Denylist) -> 
     """
     granted = str(claims.get("scope") or "").split()
     if is_client_token(claims):
-        if denylist.contains(session, str(claims["jti"])):
+        client = await ctx.live.client(str(claims["jti"]), str(claims["client_id"]))
+        if client.revoked:
             raise TokenRevokedError(REVOKED)
-        client = ClientService(session).get(str(claims["client_id"]))
-        if client is None:
+        if client.scopes is None:
             raise TokenRevokedError(CLIENT_GONE)
-        held = set(client.scopes)
+        held: Collection[str] = client.scopes
     else:
-        held = set(live_user(session, claims, denylist).scope_names)
+        held = (await live_account(ctx, claims)).scope_names
     return " ".join(scope for scope in granted if scope in held)
 
 
-def verify_live(ctx: AppContext, token: str) -> tuple[dict[str, Any], str]:
-    """A token's verified claims and the scope it still holds, for callers outside a request's
-    own session (introspection, forward-auth).
+async def verify_live(ctx: AppContext, token: str) -> tuple[dict[str, Any], str]:
+    """A token's verified claims and the scope it still holds (introspection, forward-auth).
 
     Raises ``TokenValidationError`` (never valid) or ``TokenRevokedError`` (taken back).
     """
-    claims = ctx.keys.verify(token)
-    with ctx.sessionmaker() as session:
-        return claims, live_scope(session, claims, ctx.denylist)
+    claims = await ctx.keys.verify_async(token)
+    return claims, await live_scope(ctx, claims)

@@ -2,20 +2,24 @@
 
 ``bcrypt_sha256`` pre-hashes with SHA-256 so passwords longer than bcrypt's 72-byte limit are
 compared exactly; plain ``bcrypt`` hashes (from imports or older deployments) still verify and
-are upgraded on the next successful login. bcrypt work runs in worker threads behind a limiter
-sized to the CPU count, so a login storm queues for the cores instead of starving the event
-loop or the threadpool that other requests use.
+are upgraded on the next successful login.
+
+bcrypt work runs only in a pool of its own, one thread per CPU, whose threads run at the
+lowest scheduling priority (nice 19). A login storm then queues for the cores instead of
+taking them: the event loop and the threadpool that other requests use are scheduled first,
+and bcrypt gets every cycle they leave. (bcrypt releases the GIL, so the pool runs in
+parallel with the loop.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import threading
 import unicodedata
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
 
-import anyio
-import anyio.to_thread
 from passlib.context import CryptContext
 
 MIN_PASSWORD_LENGTH = 8
@@ -41,8 +45,18 @@ def check_password_policy(password: str) -> str:
     return normalized
 
 
+def _lower_priority(niceness: int) -> None:
+    try:
+        # Linux applies PRIO_PROCESS with a thread id to that thread alone.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (OSError, AttributeError):
+        pass  # elsewhere, or not permitted: hashing still works, at normal priority
+
+
 class PasswordHasher:
-    def __init__(self, rounds: int, *, max_concurrency: int | None = None) -> None:
+    def __init__(
+        self, rounds: int, *, max_concurrency: int | None = None, niceness: int = 19
+    ) -> None:
         self._context = CryptContext(
             schemes=["bcrypt_sha256", "bcrypt"],
             deprecated=["bcrypt"],
@@ -52,16 +66,49 @@ class PasswordHasher:
             bcrypt_sha256__min_rounds=rounds,
             bcrypt_sha256__max_rounds=rounds,
         )
+        self._dummy: str | None = None
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_concurrency or os.cpu_count() or 1,
+            thread_name_prefix="authsvc-bcrypt",
+            initializer=_lower_priority,
+            initargs=(niceness,),
+        )
+        # Made now, in the background, so the first unknown user costs no more than the next.
+        self._pool.submit(lambda: self._dummy_hash)
+
+    @property
+    def _dummy_hash(self) -> str:
         # A real hash at the configured cost: verifying an unknown user against it costs the
         # same bcrypt work as a wrong password, so timing does not reveal which usernames exist.
-        self._dummy_hash = self._context.hash(secrets.token_urlsafe(24))
-        self._limiter = anyio.CapacityLimiter(max_concurrency or os.cpu_count() or 1)
+        # Made in the pool, never on the way to serving: it is a whole bcrypt hash.
+        if self._dummy is None:
+            self._dummy = self._hash(secrets.token_urlsafe(24))
+        return self._dummy
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def hash(self, password: str) -> str:
+        """Hash in the pool; blocks the calling thread (never call from the event loop)."""
+        return self._pool.submit(self._hash, password).result()
+
+    def verify(self, password: str, password_hash: str | None) -> tuple[bool, str | None]:
+        """``verify_async`` for threads: blocks the calling thread until the pool answers."""
+        return self._pool.submit(self._verify, password, password_hash).result()
+
+    async def hash_async(self, password: str) -> str:
+        return await asyncio.wrap_future(self._pool.submit(self._hash, password))
+
+    async def verify_async(
+        self, password: str, password_hash: str | None
+    ) -> tuple[bool, str | None]:
+        return await asyncio.wrap_future(self._pool.submit(self._verify, password, password_hash))
+
+    def _hash(self, password: str) -> str:
         password_hash: str = self._context.hash(normalize_password(password))
         return password_hash
 
-    def verify(self, password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    def _verify(self, password: str, password_hash: str | None) -> tuple[bool, str | None]:
         """Check a password; return (ok, new_hash) where new_hash is set when it needs rehashing.
 
         ``password_hash=None`` verifies against the dummy hash and always fails. A malformed
@@ -97,14 +144,4 @@ class PasswordHasher:
         covers the whole password so the truncation ends with the next login.
         """
         ok = bool(self._context.verify(password.encode("utf-8")[:BCRYPT_MAX_BYTES], password_hash))
-        return (True, self.hash(password)) if ok else (False, None)
-
-    async def hash_async(self, password: str) -> str:
-        return await anyio.to_thread.run_sync(partial(self.hash, password), limiter=self._limiter)
-
-    async def verify_async(
-        self, password: str, password_hash: str | None
-    ) -> tuple[bool, str | None]:
-        return await anyio.to_thread.run_sync(
-            partial(self.verify, password, password_hash), limiter=self._limiter
-        )
+        return (True, self._hash(password)) if ok else (False, None)

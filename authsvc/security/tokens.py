@@ -17,6 +17,7 @@ import binascii
 import json
 import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import Collection, Mapping
@@ -167,6 +168,12 @@ class AccessTokenVerifier:
     issuer published), and a token's ``alg`` must be in ``algorithms`` *and* equal its key's:
     the token never picks how it is checked (RFC 8725 §3.1). ``keys`` may be replaced whole
     (the guard does so after a JWKS fetch); readers see the old or the new mapping, never a mix.
+
+    Verified tokens are remembered (up to ``cache_size``, by their exact text) until they
+    expire: a client sends the same token with every request for its whole lifetime, and the
+    signature check is most of what a protected request costs. Only the time claims are
+    checked again on a hit. Replacing ``keys`` forgets everything, so a withdrawn key stops
+    verifying at once. Refusals are never remembered: made-up tokens cannot fill the cache.
     """
 
     def __init__(
@@ -177,12 +184,26 @@ class AccessTokenVerifier:
         issuer: str,
         audience: str,
         leeway: int = 30,
+        cache_size: int = 4096,
     ) -> None:
-        self.keys: Mapping[str, VerificationKey] = dict(keys)
+        self._keys: Mapping[str, VerificationKey] = dict(keys)
         self.algorithms = frozenset(algorithms)
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway
+        self.cache_size = cache_size
+        self._verified: dict[str, dict[str, Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    @property
+    def keys(self) -> Mapping[str, VerificationKey]:
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: Mapping[str, VerificationKey]) -> None:
+        with self._cache_lock:
+            self._keys = keys
+            self._verified = {}
 
     def parse_unverified(self, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Shape checks that need no crypto (RFC 8725 §3.1, §3.11); returns header and claims."""
@@ -233,6 +254,39 @@ class AccessTokenVerifier:
                 raise TokenValidationError(f"claim {name} must be a string")
 
     def verify(self, token: str, *, now: float | None = None) -> dict[str, Any]:
+        current = time.time() if now is None else now
+        cached = self._verified.get(token)
+        if cached is not None and self._times_hold(cached, current):
+            return dict(cached)
+        verified = self._verify(token, current)
+        self._remember(token, verified)
+        return dict(verified)
+
+    def _times_hold(self, claims: Mapping[str, Any], current: float) -> bool:
+        # The same tests jose and _verify apply, so a hit and a miss agree on every instant;
+        # when one fails, the full path runs and says why.
+        leeway = self.leeway
+        nbf = claims.get("nbf")
+        return (
+            claims["exp"] >= current - leeway
+            and claims["iat"] <= current + leeway
+            and (nbf is None or nbf <= current + leeway)
+        )
+
+    def _remember(self, token: str, claims: dict[str, Any]) -> None:
+        if self.cache_size <= 0:
+            return
+        keys = self._keys
+        with self._cache_lock:
+            if keys is not self._keys:
+                return  # verified with keys replaced meanwhile: do not outlive them
+            verified = self._verified
+            if len(verified) >= self.cache_size:
+                # Oldest first (dicts keep insertion order); the oldest expire soonest.
+                del verified[next(iter(verified))]
+            verified[token] = claims
+
+    def _verify(self, token: str, current: float) -> dict[str, Any]:
         header, _ = self.parse_unverified(token)
         kid = header["kid"]
         # kid is only ever a dictionary key into our own key set: never a path or a query.
@@ -273,7 +327,6 @@ class AccessTokenVerifier:
             raise TokenValidationError("token expired", expired=True) from None
         except JOSEError as exc:
             raise TokenValidationError(str(exc) or type(exc).__name__) from None
-        current = time.time() if now is None else now
         iat = _numeric_date(claims, "iat")
         if iat is not None and iat > current + self.leeway:
             raise TokenValidationError("token issued in the future")

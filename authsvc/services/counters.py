@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.db.engine import affected_rows
 from authsvc.db.models import RateLimitCounter
+from authsvc.services.cache import Missing, TtlCache
 
 
 class CounterStore(Protocol):
@@ -102,7 +103,14 @@ def address_key(address: str) -> str:
 
 
 class FailureLimiter:
-    """At most ``limit`` failures per address per window; beyond that, wait for the next one."""
+    """At most ``limit`` failures per address per window; beyond that, wait for the next one.
+
+    The check before a request (``retry_after``) reads counts kept for ``cache_ttl``: every
+    request to the token endpoint makes it, and the counts change only on failures. Failures
+    counted here update the kept count at once, so only other replicas' failures arrive late
+    (within ``cache_ttl``). Password attempts are gated by ``reserve``, which always counts in
+    the store itself.
+    """
 
     def __init__(
         self,
@@ -111,30 +119,51 @@ class FailureLimiter:
         limit: int,
         window: int,
         clock: Callable[[], float] = time.time,
+        cache_ttl: float = 0.0,
     ) -> None:
         self.store = store
         self.limit = limit
         self.window = window
         self._clock = clock
+        self._counts: TtlCache[int] = TtlCache(cache_ttl)
 
     def _window(self) -> tuple[int, float]:
         now = self._clock()
         return int(now // self.window * self.window), now
+
+    def _wait(self, count: int, start: int, now: float) -> int:
+        return 0 if count < self.limit else max(1, math.ceil(start + self.window - now))
+
+    def known_retry_after(self, address: str | None) -> int | None:
+        """``retry_after`` from the kept counts alone; None when a store read is needed."""
+        if self.limit == 0 or address is None:
+            return 0
+        start, now = self._window()
+        count = self._counts.get((address_key(address), start))
+        return None if isinstance(count, Missing) else self._wait(count, start, now)
 
     def retry_after(self, address: str | None) -> int:
         """Seconds until ``address`` may try again; 0 when it may now."""
         if self.limit == 0 or address is None:
             return 0
         start, now = self._window()
-        if self.store.read(f"fail:{address_key(address)}", start) < self.limit:
-            return 0
-        return max(1, math.ceil(start + self.window - now))
+        key = address_key(address)
+        generation = self._counts.generation
+        count = self.store.read(f"fail:{key}", start)
+        self._counts.put((key, start), count, generation)
+        return self._wait(count, start, now)
+
+    def _increment(self, address: str, start: int) -> int:
+        key = address_key(address)
+        count = self.store.increment(f"fail:{key}", start, self.window)
+        self._counts.put((key, start), count, self._counts.generation)
+        return count
 
     def record_failure(self, address: str | None) -> None:
         if self.limit == 0 or address is None:
             return
         start, _ = self._window()
-        self.store.increment(f"fail:{address_key(address)}", start, self.window)
+        self._increment(address, start)
 
     def reserve(self, address: str | None) -> int:
         """Count an attempt as a failure before doing the work; 0, or seconds to wait.
@@ -146,7 +175,7 @@ class FailureLimiter:
         if self.limit == 0 or address is None:
             return 0
         start, now = self._window()
-        if self.store.increment(f"fail:{address_key(address)}", start, self.window) <= self.limit:
+        if self._increment(address, start) <= self.limit:
             return 0
         return max(1, math.ceil(start + self.window - now))
 
@@ -154,4 +183,7 @@ class FailureLimiter:
         if self.limit == 0 or address is None:
             return
         start, _ = self._window()
-        self.store.decrement(f"fail:{address_key(address)}", start)
+        key = address_key(address)
+        self.store.decrement(f"fail:{key}", start)
+        # The count is one lower now; read it afresh next time rather than guess.
+        self._counts.invalidate()

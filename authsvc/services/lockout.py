@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from authsvc.db.engine import affected_rows
 from authsvc.db.models import User, utcnow
+from authsvc.services.live_state import UNRELATED
 
 
 def is_locked(locked_until: datetime | None, now: datetime | None = None) -> bool:
@@ -36,6 +37,7 @@ class AccountLockout:
         # count against the lock (nor lock it a second time).
         count = self.session.execute(
             update(User)
+            .execution_options(**UNRELATED)
             .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
             .values(failed_logins=User.failed_logins + 1, updated_at=User.updated_at)
             .returning(User.failed_logins)
@@ -45,6 +47,7 @@ class AccountLockout:
             # Only the request whose increment reached the threshold locks (and audits it).
             result = self.session.execute(
                 update(User)
+                .execution_options(**UNRELATED)
                 .where(User.id == user_id, User.failed_logins >= self.threshold)
                 .values(
                     failed_logins=0,
@@ -66,6 +69,7 @@ class AccountLockout:
         now = utcnow()
         cleared = self.session.execute(
             update(User)
+            .execution_options(**UNRELATED)
             .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
             .values(failed_logins=0, locked_until=None, updated_at=User.updated_at)
             .returning(User.id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import redis
@@ -27,12 +28,16 @@ def connect(url: str) -> redis.Redis:
 
 
 class RedisDenylist:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, on_add: Callable[[], None] = lambda: None) -> None:
         self.client = client
+        # Told of every entry: this process's cached token checks must see it at once.
+        self._on_add = on_add
 
     def add(self, session: Session, jti: str, until: datetime) -> bool:
         ttl = max(1, math.ceil(until.timestamp() - time.time()))
-        return bool(self.client.set(f"{PREFIX}deny:{jti}", b"1", ex=ttl, nx=True))
+        added = bool(self.client.set(f"{PREFIX}deny:{jti}", b"1", ex=ttl, nx=True))
+        self._on_add()
+        return added
 
     def contains(self, session: Session, jti: str) -> bool:
         return bool(self.client.exists(f"{PREFIX}deny:{jti}"))

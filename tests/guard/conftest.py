@@ -68,8 +68,14 @@ def serve_in_thread(app: Any, port: int) -> ThreadedServer:
 
 @pytest.fixture
 def live_gateway(settings: Settings, migrated: None, gateway_port: int) -> Iterator[str]:
-    """The gateway's base URL (== ``settings.issuer``), served over real HTTP."""
-    running = serve_in_thread(create_app(settings), gateway_port)
+    """The gateway's base URL (== ``settings.issuer``), served over real HTTP.
+
+    A second app on the test's database: tests change things through ``client`` and watch the
+    guard see them. It reads the database on every request (``auth_cache_ttl=0``), so the
+    only cache in play is the guard's own, which these tests are about.
+    """
+    uncached = settings.model_copy(update={"auth_cache_ttl": 0})
+    running = serve_in_thread(create_app(uncached), gateway_port)
     yield settings.issuer
     running.stop()
 

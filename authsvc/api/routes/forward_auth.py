@@ -17,7 +17,6 @@ from fastapi import APIRouter, Request, Response
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -79,10 +78,10 @@ def _required_scopes(values: list[str]) -> list[str]:
     return required
 
 
-def _authorize(ctx: AppContext, token: str, scope_params: list[str]) -> dict[str, str]:
+async def _authorize(ctx: AppContext, token: str, scope_params: list[str]) -> dict[str, str]:
     try:
         # The scope is what the token's user or client still holds now.
-        claims, scope = verify_live(ctx, token)
+        claims, scope = await verify_live(ctx, token)
     except TokenValidationError as exc:
         raise refused(exc) from None
     except TokenRevokedError as exc:
@@ -122,7 +121,7 @@ async def verify(request: Request, ctx: ContextDep) -> Response:
     try:
         token = _token(request.headers, ctx.settings.forward_auth_cookie, request.cookies)
         scopes = request.query_params.getlist("scope")
-        identity = await run_in_threadpool(_authorize, ctx, token, scopes)
+        identity = await _authorize(ctx, token, scopes)
     except OAuth2Error as exc:
         if exc.status_code in _ANSWERS:
             raise

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from authsvc.api.deps import AuditDep, ContextDep, CurrentUser, SessionDep
+from authsvc.api.deps import AuditDep, ContextDep, CurrentAccount, CurrentUser, SessionDep
 from authsvc.schemas import PasswordChange, SessionOut, UserOut, UserSelfUpdate
 from authsvc.services.audit import FAILURE, AuditType
 from authsvc.services.lockout import AccountLockout, is_locked
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me", response_model=UserOut)
-def read_me(user: CurrentUser) -> UserOut:
+async def read_me(user: CurrentAccount) -> UserOut:
     return UserOut.model_validate(user)
 
 
@@ -59,7 +59,9 @@ def change_my_password(
 
 
 @router.get("/me/sessions", response_model=list[SessionOut])
-def list_my_sessions(user: CurrentUser, session: SessionDep, ctx: ContextDep) -> list[SessionOut]:
+def list_my_sessions(
+    user: CurrentAccount, session: SessionDep, ctx: ContextDep
+) -> list[SessionOut]:
     sessions = SessionService(session, ctx.settings.refresh_token_ttl).list_for_user(user.id)
     return [SessionOut.model_validate(family) for family in sessions]
 

@@ -1,0 +1,1 @@
+"""Peer apps doing the same protected-route work as authsvc, measured in the same run."""

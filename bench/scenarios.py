@@ -1,0 +1,340 @@
+"""What the benchmark measures, one function per part of the table.
+
+Each function starts the servers it needs, measures, and stops them, so one part's servers
+never take CPU from another's.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+import httpx
+
+from bench import servers, wrk
+from bench.measure import Options, Row, alternate, measure
+
+FORM = ("Content-Type", "application/x-www-form-urlencoded")
+# The /healthz probe during the login storm: 4 connections, each pausing 20 ms between
+# requests (about 190 requests/s): other traffic on the worker, not a second flood.
+PROBE_CONNECTIONS = 4
+PROBE_PAUSE_MS = 20
+STORM_CONNECTIONS = 8
+POSTGRES_URL = os.environ.get(
+    "AUTHSVC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _post_form(url: str, headers: dict[str, str] | None = None, **form: str) -> dict[str, Any]:
+    response = httpx.post(url, data=form, headers=headers, timeout=60)
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def login(gateway: servers.Server) -> dict[str, Any]:
+    username, password = servers.ADMIN
+    return _post_form(
+        f"{gateway.url}/oauth2/token", grant_type="password", username=username, password=password
+    )
+
+
+def _basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def register_client(gateway: servers.Server, admin_token: str) -> tuple[str, str]:
+    """A confidential client allowed client_credentials; its Basic header."""
+    registered = httpx.post(
+        f"{gateway.url}/admin/clients",
+        headers={"Authorization": f"Bearer {admin_token}"},
+        json={"name": "bench", "grant_types": ["client_credentials"]},
+        timeout=30,
+    ).json()
+    return ("Authorization", _basic(registered["client_id"], registered["client_secret"]))
+
+
+def gateway_routes(options: Options, workdir: Path, facts: dict[str, Any]) -> list[Row]:
+    """Items 1-4 and 8: the protected route, forward-auth, introspection, client_credentials,
+    the downstream guard; memory and time to ready."""
+    rows: list[Row] = []
+    # The first start creates the database, the keys and the admin (one bcrypt hash); the
+    # time to ready that operators see on every restart is the second.
+    with servers.gateway(workdir) as gateway:
+        facts["gateway_first_start_seconds"] = round(gateway.startup_seconds, 3)
+    with servers.gateway(workdir) as gateway:
+        facts["gateway_ready_seconds"] = round(gateway.startup_seconds, 3)
+        admin = login(gateway)
+        bearer = ("Authorization", f"Bearer {admin['access_token']}")
+        basic = register_client(gateway, admin["access_token"])
+        bare = (f"{gateway.url}/healthz", wrk.Load())
+        rows.append(
+            measure(
+                options,
+                "gateway /users/me (full chain)",
+                (f"{gateway.url}/users/me", wrk.Load(headers=(bearer,))),
+                "gateway /healthz",
+                bare,
+                ">= 0.60",
+            )
+        )
+        rows.append(
+            measure(
+                options,
+                "forward-auth /auth/verify",
+                (f"{gateway.url}/auth/verify", wrk.Load(headers=(bearer,))),
+                "gateway /healthz",
+                bare,
+                ">= 0.55",
+            )
+        )
+        introspect = wrk.Load("POST", (basic, FORM), "token=" + admin["access_token"])
+        rows.append(
+            measure(
+                options,
+                "introspection",
+                (f"{gateway.url}/oauth2/introspect", introspect),
+                "gateway /healthz",
+                bare,
+                ">= 5000/s",
+            )
+        )
+        grant = wrk.Load("POST", (basic, FORM), "grant_type=client_credentials")
+        rows.append(
+            measure(
+                options,
+                "client_credentials grant (RS256)",
+                (f"{gateway.url}/oauth2/token", grant),
+                "gateway /healthz",
+                bare,
+                ">= 2000/s",
+            )
+        )
+        with servers.downstream(workdir, gateway.url) as service:
+            rows.append(
+                measure(
+                    options,
+                    "downstream guard /me (JWKS cached)",
+                    (f"{service.url}/me", wrk.Load(headers=(bearer,))),
+                    "downstream /hello",
+                    (f"{service.url}/hello", wrk.Load()),
+                    ">= 0.65",
+                )
+            )
+            facts["downstream_rss_mb"] = round(service.rss_mb(), 1)
+        facts["gateway_rss_mb"] = round(gateway.rss_mb(), 1)
+    return rows
+
+
+def es256_grants(options: Options, workdir: Path) -> list[Row]:
+    """client_credentials with ES256 keys: an RSA-2048 signature alone takes about 1 ms."""
+    es256 = {"AUTHSVC_JWT_ALGORITHM": "ES256"}
+    with servers.gateway(workdir, "gateway-es256", settings=es256) as gateway:
+        admin = login(gateway)
+        basic = register_client(gateway, admin["access_token"])
+        grant = wrk.Load("POST", (basic, FORM), "grant_type=client_credentials")
+        return [
+            measure(
+                options,
+                "client_credentials grant (ES256)",
+                (f"{gateway.url}/oauth2/token", grant),
+                "gateway /healthz",
+                (f"{gateway.url}/healthz", wrk.Load()),
+                ">= 2000/s",
+            )
+        ]
+
+
+def _refresh_tokens(gateway: servers.Server, count: int) -> list[str]:
+    return [login(gateway)["refresh_token"] for _ in range(count)]
+
+
+def refreshes(options: Options, workdir: Path, facts: dict[str, Any]) -> list[Row]:
+    """Item 5: refresh_token grants per second, on SQLite and on PostgreSQL.
+
+    Each refresh spends its token and the answer carries the next (rotation), so every run
+    starts from fresh logins. These gateways hash at bcrypt cost 4: a refresh does no bcrypt
+    work, and the logins that seed the runs should not take minutes.
+    """
+    rows: list[Row] = []
+    with servers.postgres_database(POSTGRES_URL) as postgres_url:
+        databases: list[tuple[str, dict[str, str]]] = [("SQLite", {"AUTHSVC_BCRYPT_ROUNDS": "4"})]
+        if postgres_url is None:
+            facts["refresh_postgresql"] = f"not measured: no PostgreSQL at {POSTGRES_URL}"
+        else:
+            databases.append(
+                ("PostgreSQL", {"AUTHSVC_BCRYPT_ROUNDS": "4", "AUTHSVC_DATABASE_URL": postgres_url})
+            )
+        for label, settings in databases:
+            name = f"gateway-refresh-{label.lower()}"
+            with servers.gateway(workdir, name, settings=settings) as gateway:
+
+                def chain(gateway: servers.Server = gateway) -> wrk.Result:
+                    tokens = _refresh_tokens(gateway, options.connections + 1)
+                    load = wrk.Load("POST", (FORM,), lua=wrk.refresh_chain(tokens))
+                    return wrk.run(
+                        f"{gateway.url}/oauth2/token",
+                        load,
+                        seconds=options.seconds,
+                        connections=options.connections,
+                        core=1,
+                    )
+
+                def bare(gateway: servers.Server = gateway) -> wrk.Result:
+                    return wrk.run(
+                        f"{gateway.url}/healthz",
+                        wrk.Load(),
+                        seconds=options.seconds,
+                        connections=options.connections,
+                        core=1,
+                    )
+
+                title = f"refresh_token grant ({label})"
+                row = alternate(title, chain, "gateway /healthz", bare, options.rounds)
+                row.goal = ">= 800/s (PostgreSQL)"
+                rows.append(row)
+    return rows
+
+
+def bcrypt_verify_seconds(rounds: int, samples: int = 5) -> float:
+    """One bcrypt verify at the gateway's cost, timed here, while nothing else runs."""
+    password = b"bench-admin-password-1"
+    hashed = bcrypt.hashpw(password, bcrypt.gensalt(rounds))
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        bcrypt.checkpw(password, hashed)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def logins(options: Options, workdir: Path, facts: dict[str, Any], cost: int) -> list[Row]:
+    """Item 6: password logins at the configured bcrypt cost vs the bound (cores / one
+    verify), and a paced /healthz probe during the storm vs the same probe idle.
+
+    This gateway is not pinned: the bound counts every core, and the hashing pool has one
+    thread per core.
+    """
+    cores = os.cpu_count() or 1
+    verify = bcrypt_verify_seconds(cost)
+    bound = cores / verify
+    facts["bcrypt_cost"] = cost
+    facts["bcrypt_verify_ms"] = round(verify * 1000, 1)
+    facts["login_bound_per_second"] = round(bound, 2)
+    username, password = servers.ADMIN
+    storm_load = wrk.Load(
+        "POST",
+        (FORM,),
+        f"grant_type=password&username={username}&password={password}",
+    )
+    probe_load = wrk.Load(lua=wrk.paced(PROBE_PAUSE_MS))
+    # Long enough for a good number of logins at about 200 ms each.
+    seconds = max(options.seconds, 8.0)
+    storms: list[wrk.Result] = []
+    cost_setting = {"AUTHSVC_BCRYPT_ROUNDS": str(cost)}
+    with servers.gateway(workdir, "gateway-logins", pin=False, settings=cost_setting) as gateway:
+        probe_url = f"{gateway.url}/healthz"
+
+        def probe_idle() -> wrk.Result:
+            return wrk.run(
+                probe_url, probe_load, seconds=seconds, connections=PROBE_CONNECTIONS, core=None
+            )
+
+        def probe_during_storm() -> wrk.Result:
+            storm = wrk.start(
+                f"{gateway.url}/oauth2/token",
+                storm_load,
+                seconds=seconds,
+                connections=STORM_CONNECTIONS,
+                core=None,
+            )
+            probe = probe_idle()
+            storms.append(storm.result())
+            return probe
+
+        probe_row = alternate(
+            "/healthz probe during a login storm",
+            probe_during_storm,
+            "same probe, idle",
+            probe_idle,
+            options.rounds,
+        )
+    probe_row.goal = ">= 0.75, p99 < 2x idle"
+    if any(storm.errors for storm in storms):
+        raise RuntimeError("login storm: non-2xx answers")
+    login_rate = statistics.median(storm.rate for storm in storms)
+    login_row = Row(
+        name=f"password logins (bcrypt cost {cost})",
+        baseline=f"bound: {cores} cores / one verify",
+        rate=login_rate,
+        baseline_rate=bound,
+        p99_ms=statistics.median(storm.p99_ms for storm in storms),
+        goal=">= 0.90",
+        rounds=[{"target": storm.rate, "baseline": bound} for storm in storms],
+    )
+    return [login_row, probe_row]
+
+
+def peers(options: Options, workdir: Path) -> list[Row]:
+    """Item 7: the same protected-route work in a FastAPI docs tutorial app and in
+    fastapi-users, each against its own bare route, and fastapi-users against us."""
+    rows: list[Row] = []
+    with servers.peer(workdir, "tutorial_app") as tutorial:
+        token = _post_form(
+            f"{tutorial.url}/token", username="johndoe", password="tutorial-password-1"
+        )["access_token"]
+        rows.append(
+            measure(
+                options,
+                "peer: FastAPI tutorial /users/me (HS256, dict users)",
+                (
+                    f"{tutorial.url}/users/me",
+                    wrk.Load(headers=(("Authorization", f"Bearer {token}"),)),
+                ),
+                "its /hello",
+                (f"{tutorial.url}/hello", wrk.Load()),
+            )
+        )
+    with servers.peer(workdir, "fastapi_users_app") as users_app:
+        credentials = {"email": "bench@example.com", "password": "bench-password-1"}
+        httpx.post(f"{users_app.url}/auth/register", json=credentials, timeout=30)
+        token = _post_form(
+            f"{users_app.url}/auth/jwt/login",
+            username=credentials["email"],
+            password=credentials["password"],
+        )["access_token"]
+        peer_me = (
+            f"{users_app.url}/users/me",
+            wrk.Load(headers=(("Authorization", f"Bearer {token}"),)),
+        )
+        rows.append(
+            measure(
+                options,
+                "peer: fastapi-users /users/me (JWT, current_active_user)",
+                peer_me,
+                "its /hello",
+                (f"{users_app.url}/hello", wrk.Load()),
+            )
+        )
+        with servers.gateway(workdir, "gateway-vs-peer") as gateway:
+            admin = login(gateway)
+            ours = (
+                f"{gateway.url}/users/me",
+                wrk.Load(headers=(("Authorization", f"Bearer {admin['access_token']}"),)),
+            )
+            rows.append(
+                measure(
+                    options,
+                    "gateway /users/me",
+                    ours,
+                    "fastapi-users /users/me",
+                    peer_me,
+                    ">= 5.0",
+                )
+            )
+    return rows

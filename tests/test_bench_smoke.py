@@ -1,0 +1,55 @@
+"""The benchmark harness keeps working: one tiny run of its gateway and refresh parts.
+
+Timings never go into the suite; this only proves ``python -m bench`` starts its servers,
+drives them with wrk and writes its table. Without wrk (Debian package ``wrk``) it skips,
+unless ``AUTHSVC_REQUIRE_WRK=1`` (set by ``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_WRK = os.environ.get("AUTHSVC_REQUIRE_WRK") == "1"
+
+
+@pytest.fixture
+def wrk() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        if REQUIRE_WRK:
+            pytest.fail("AUTHSVC_REQUIRE_WRK=1 but wrk is not installed")
+        pytest.skip("wrk is not installed (Debian: apt-get install wrk)")
+    return found
+
+
+def test_bench_gateway_and_refresh_parts_run_and_write_the_table(wrk: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "bench", "--seconds", "1", "--rounds", "1"]
+    command += ["--connections", "2", "--only", "gateway,refresh", "--results", str(tmp_path)]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcome = json.loads((tmp_path / "latest.json").read_text())
+    names = [row["name"] for row in outcome["rows"]]
+    assert names[:6] == [
+        "gateway /users/me (full chain)",
+        "forward-auth /auth/verify",
+        "introspection",
+        "client_credentials grant (RS256)",
+        "downstream guard /me (JWKS cached)",
+        "refresh_token grant (SQLite)",
+    ]
+    assert all(row["rate"] > 0 and row["baseline_rate"] > 0 for row in outcome["rows"])
+    assert {"gateway_ready_seconds", "gateway_rss_mb"} <= set(outcome["facts"])
+    table = (tmp_path / "latest.md").read_text()
+    assert "| gateway /users/me (full chain) |" in table
+    assert table == result.stdout.rstrip("\n") + "\n"
