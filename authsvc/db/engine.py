@@ -27,6 +27,8 @@ def build_engine(settings: Settings) -> Engine:
             url,
             connect_args={"check_same_thread": False},
             pool_pre_ping=True,
+            pool_size=20,
+            max_overflow=0,
             pool_timeout=settings.db_pool_timeout,
             hide_parameters=True,
         )
@@ -40,8 +42,11 @@ def build_engine(settings: Settings) -> Engine:
         pool_timeout=settings.db_pool_timeout,
         # Error messages are logged; their parameters would carry hashes and user data.
         hide_parameters=True,
-        pool_size=10,
-        max_overflow=10,
+        # A fixed pool: connections beyond it were opened and closed per request under load
+        # (a PostgreSQL connection costs a backend process), so requests wait for a pooled one
+        # instead, up to db_pool_timeout.
+        pool_size=20,
+        max_overflow=0,
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             # A database that vanishes mid-query (a cut network, not a refusal) is noticed in

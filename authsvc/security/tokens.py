@@ -147,6 +147,19 @@ def _decode_segment(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
+def _copy_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    return {name: _copy(value) for name, value in claims.items()}
+
+
+def _copy(value: Any) -> Any:
+    """A copy down to the JSON leaves: callers may change what they get, not the cache."""
+    if isinstance(value, dict):
+        return {name: _copy(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
+
+
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None and name not in claims:
@@ -257,10 +270,12 @@ class AccessTokenVerifier:
         current = time.time() if now is None else now
         cached = self._verified.get(token)
         if cached is not None and self._times_hold(cached, current):
-            return dict(cached)
-        verified = self._verify(token, current)
-        self._remember(token, verified)
-        return dict(verified)
+            return _copy_claims(cached)
+        # The keys it is verified with: if they are replaced meanwhile, it is not remembered.
+        keys = self._keys
+        verified = self._verify(token, current, keys)
+        self._remember(token, verified, keys)
+        return _copy_claims(verified)
 
     def _times_hold(self, claims: Mapping[str, Any], current: float) -> bool:
         # The same tests jose and _verify apply, so a hit and a miss agree on every instant;
@@ -273,10 +288,11 @@ class AccessTokenVerifier:
             and (nbf is None or nbf <= current + leeway)
         )
 
-    def _remember(self, token: str, claims: dict[str, Any]) -> None:
+    def _remember(
+        self, token: str, claims: dict[str, Any], keys: Mapping[str, VerificationKey]
+    ) -> None:
         if self.cache_size <= 0:
             return
-        keys = self._keys
         with self._cache_lock:
             if keys is not self._keys:
                 return  # verified with keys replaced meanwhile: do not outlive them
@@ -286,11 +302,13 @@ class AccessTokenVerifier:
                 del verified[next(iter(verified))]
             verified[token] = claims
 
-    def _verify(self, token: str, current: float) -> dict[str, Any]:
+    def _verify(
+        self, token: str, current: float, keys: Mapping[str, VerificationKey]
+    ) -> dict[str, Any]:
         header, _ = self.parse_unverified(token)
         kid = header["kid"]
         # kid is only ever a dictionary key into our own key set: never a path or a query.
-        key = self.keys.get(kid)
+        key = keys.get(kid)
         if key is None:
             raise TokenValidationError("unknown kid", unknown_kid=kid)
         if key.algorithm != header["alg"]:

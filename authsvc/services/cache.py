@@ -59,6 +59,8 @@ class TtlCache(Generic[V]):
             entries = self._entries
             if len(entries) >= self.max_entries and key not in entries:
                 self._evict(entries)
+            # Re-inserted at the end: eviction goes by when an entry was last stored.
+            entries.pop(key, None)
             entries[key] = (self._clock() + self.ttl, value)
 
     def _evict(self, entries: dict[Hashable, tuple[float, V]]) -> None:

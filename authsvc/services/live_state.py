@@ -21,7 +21,7 @@ from itertools import chain
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from authsvc.db.models import User
@@ -100,12 +100,17 @@ def watch_writes(sessions: sessionmaker[Session], cache: TtlCache[Any]) -> None:
 
     @event.listens_for(sessions, "after_commit")
     def committed(session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint released: nothing is visible to others before the real commit
         if session.info.pop(_DIRTY, False):
             cache.invalidate()
 
-    @event.listens_for(sessions, "after_rollback")
-    def rolled_back(session: Session) -> None:
-        session.info.pop(_DIRTY, None)
+    @event.listens_for(sessions, "after_transaction_end")
+    def ended(session: Session, transaction: SessionTransaction) -> None:
+        # Only the outermost transaction's end settles the mark: a savepoint rolled back
+        # leaves the writes around it in place.
+        if transaction.parent is None:
+            session.info.pop(_DIRTY, None)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""TtlCache: entries that live ``ttl`` seconds, fills that lose to invalidations, and a bound on
+the entry count, driven by a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from authsvc.services.cache import MISSING, TtlCache
+
+TTL = 0.5
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def cache(clock: FakeClock) -> TtlCache[str | None]:
+    return TtlCache(TTL, clock=clock)
+
+
+def test_an_unknown_key_is_missing(cache: TtlCache[str | None]) -> None:
+    assert cache.get("absent") is MISSING
+
+
+def test_a_stored_value_is_returned_until_just_before_ttl(
+    cache: TtlCache[str | None], clock: FakeClock
+) -> None:
+    cache.put("k", "v", cache.generation)
+    clock.now += TTL - 0.001
+
+    assert cache.get("k") == "v"
+
+
+def test_a_stored_value_expires_at_ttl(cache: TtlCache[str | None], clock: FakeClock) -> None:
+    cache.put("k", "v", cache.generation)
+    clock.now += TTL
+
+    assert cache.get("k") is MISSING
+
+
+def test_a_put_again_restarts_the_ttl(cache: TtlCache[str | None], clock: FakeClock) -> None:
+    cache.put("k", "old", cache.generation)
+    clock.now += TTL - 0.1
+    cache.put("k", "new", cache.generation)
+    clock.now += TTL - 0.1
+
+    assert cache.get("k") == "new"
+
+
+def test_a_cached_none_is_returned_not_missing(cache: TtlCache[str | None]) -> None:
+    cache.put("k", None, cache.generation)
+
+    assert cache.get("k") is None
+
+
+def test_a_put_with_a_stale_generation_stores_nothing(cache: TtlCache[str | None]) -> None:
+    generation = cache.generation  # taken before a read of the database...
+    cache.invalidate()  # ...which a committed write then invalidated
+
+    cache.put("k", "read before the write", generation)
+
+    assert cache.get("k") is MISSING
+    assert len(cache) == 0
+
+
+def test_invalidate_drops_every_entry(cache: TtlCache[str | None]) -> None:
+    for key in ("a", "b", "c"):
+        cache.put(key, key, cache.generation)
+
+    cache.invalidate()
+
+    assert [cache.get(key) for key in ("a", "b", "c")] == [MISSING, MISSING, MISSING]
+    assert len(cache) == 0
+
+
+def test_invalidate_bumps_the_generation(cache: TtlCache[str | None]) -> None:
+    before = cache.generation
+
+    cache.invalidate()
+
+    assert cache.generation == before + 1
+
+
+def test_a_put_with_the_new_generation_after_invalidate_is_stored(
+    cache: TtlCache[str | None],
+) -> None:
+    cache.invalidate()
+
+    cache.put("k", "v", cache.generation)
+
+    assert cache.get("k") == "v"
+
+
+def test_ttl_zero_stores_nothing(clock: FakeClock) -> None:
+    cache: TtlCache[str] = TtlCache(0, clock=clock)
+
+    cache.put("k", "v", cache.generation)
+
+    assert cache.get("k") is MISSING
+    assert len(cache) == 0
+
+
+def test_a_full_cache_evicts_expired_entries_before_live_ones(clock: FakeClock) -> None:
+    cache: TtlCache[str] = TtlCache(TTL, max_entries=3, clock=clock)
+    cache.put("expired-1", "x", cache.generation)
+    cache.put("expired-2", "x", cache.generation)
+    clock.now += TTL
+    cache.put("live", "v", cache.generation)
+
+    cache.put("new", "v", cache.generation)
+
+    # Both expired entries went; the live one, older than "new", stayed.
+    assert len(cache) == 2
+    assert cache.get("live") == "v"
+    assert cache.get("new") == "v"
+
+
+def test_a_full_cache_without_expired_entries_evicts_the_oldest(clock: FakeClock) -> None:
+    cache: TtlCache[str] = TtlCache(TTL, max_entries=3, clock=clock)
+    for key in ("first", "second", "third"):
+        cache.put(key, key, cache.generation)
+        clock.now += 0.01
+
+    cache.put("fourth", "fourth", cache.generation)
+
+    assert len(cache) == 3
+    assert cache.get("first") is MISSING
+    assert [cache.get(key) for key in ("second", "third", "fourth")] == [
+        "second",
+        "third",
+        "fourth",
+    ]
+
+
+def test_replacing_a_key_in_a_full_cache_evicts_nothing(clock: FakeClock) -> None:
+    cache: TtlCache[str] = TtlCache(TTL, max_entries=2, clock=clock)
+    cache.put("a", "a", cache.generation)
+    cache.put("b", "b", cache.generation)
+
+    cache.put("b", "b2", cache.generation)
+
+    assert len(cache) == 2
+    assert (cache.get("a"), cache.get("b")) == ("a", "b2")
