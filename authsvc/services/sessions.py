@@ -14,9 +14,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
+from typing import NoReturn, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -92,6 +92,50 @@ def revoke_user_families(session: Session, user_id: uuid.UUID, now: datetime) ->
     return affected_rows(result)
 
 
+# The refresh path's statements, built once with bound parameters: SQLAlchemy then reuses
+# their cache keys and compiled forms, which otherwise cost more than the round trips on a
+# refresh. Table-level (Core) statements: no ORM bookkeeping for rows nobody keeps.
+_TOKENS = cast(Table, RefreshToken.__table__)
+_FAMILIES = cast(Table, RefreshFamily.__table__)
+_USERS = cast(Table, User.__table__)
+_CONSUME = (
+    update(_TOKENS)
+    .where(
+        _TOKENS.c.token_hash == bindparam("p_token_hash"),
+        _TOKENS.c.consumed_at.is_(None),
+        _TOKENS.c.expires_at > bindparam("p_now"),
+        _TOKENS.c.family_id.in_(
+            select(_FAMILIES.c.id).where(
+                _FAMILIES.c.client_id == bindparam("p_client_id"), _FAMILIES.c.revoked_at.is_(None)
+            )
+        ),
+    )
+    .values(consumed_at=bindparam("p_now"))
+    .returning(_TOKENS.c.family_id, _TOKENS.c.scope)
+)
+_EXTEND_FAMILY = (
+    update(_FAMILIES)
+    .where(_FAMILIES.c.id == bindparam("p_family_id"))
+    .values(last_used_at=bindparam("p_now"), expires_at=bindparam("p_expires_at"))
+    .returning(_FAMILIES.c.user_id)
+)
+# The user and every scope it holds, in one statement (one row per scope).
+_USER_AND_SCOPES = (
+    select(_USERS.c.username, _USERS.c.is_active, user_scopes.c.scope_name)
+    .select_from(_USERS)
+    .outerjoin(user_scopes, user_scopes.c.user_id == _USERS.c.id)
+    .where(_USERS.c.id == bindparam("p_user_id"))
+)
+_ADD_TOKEN = insert(_TOKENS).values(
+    id=bindparam("p_id"),
+    token_hash=bindparam("p_token_hash"),
+    family_id=bindparam("p_family_id"),
+    scope=bindparam("p_scope"),
+    created_at=bindparam("p_now"),
+    expires_at=bindparam("p_expires_at"),
+)
+
+
 class SessionService:
     def __init__(self, session: Session, refresh_ttl: int) -> None:
         self.session = session
@@ -129,14 +173,15 @@ class SessionService:
     def _add_token(self, family_id: uuid.UUID, scope: str, now: datetime) -> str:
         token = new_refresh_token()
         self.session.execute(
-            insert(RefreshToken).values(
-                id=uuid.uuid4(),
-                token_hash=hash_refresh_token(token),
-                family_id=family_id,
-                scope=scope,
-                created_at=now,
-                expires_at=now + self.refresh_ttl,
-            )
+            _ADD_TOKEN,
+            {
+                "p_id": uuid.uuid4(),
+                "p_token_hash": hash_refresh_token(token),
+                "p_family_id": family_id,
+                "p_scope": scope,
+                "p_now": now,
+                "p_expires_at": now + self.refresh_ttl,
+            },
         )
         return token
 
@@ -152,43 +197,22 @@ class SessionService:
         The consuming UPDATE is conditional (not yet consumed, not expired, family live and
         owned by this client), so of concurrent refreshes exactly one changes a row; and it is
         the transaction's first statement, so SQLite takes its write lock before reading.
-        Core statements with RETURNING, not ORM entities: a refresh is four round trips, and
-        the token endpoint's busiest grant.
+        Four statements with RETURNING and a commit: the token endpoint's busiest grant.
         """
         now = utcnow()
         token_hash = hash_refresh_token(token)
-        live_family = select(RefreshFamily.id).where(
-            RefreshFamily.client_id == client_id, RefreshFamily.revoked_at.is_(None)
-        )
         consumed = self.session.execute(
-            update(RefreshToken)
-            .where(
-                RefreshToken.token_hash == token_hash,
-                RefreshToken.consumed_at.is_(None),
-                RefreshToken.expires_at > now,
-                RefreshToken.family_id.in_(live_family),
-            )
-            .values(consumed_at=now)
-            .returning(RefreshToken.family_id, RefreshToken.scope)
-            .execution_options(synchronize_session=False)
+            _CONSUME, {"p_token_hash": token_hash, "p_now": now, "p_client_id": client_id}
         ).one_or_none()
         if consumed is None:
             self.session.rollback()
             self._explain_refusal(token_hash, client_id, now)
         family_id, granted = consumed
         user_id = self.session.execute(
-            update(RefreshFamily)
-            .where(RefreshFamily.id == family_id)
-            .values(last_used_at=now, expires_at=now + self.refresh_ttl)
-            .returning(RefreshFamily.user_id)
-            .execution_options(synchronize_session=False)
+            _EXTEND_FAMILY,
+            {"p_family_id": family_id, "p_now": now, "p_expires_at": now + self.refresh_ttl},
         ).scalar_one()
-        # The user and every scope it holds, in one statement (one row per scope).
-        rows = self.session.execute(
-            select(User.username, User.is_active, user_scopes.c.scope_name)
-            .outerjoin(user_scopes, user_scopes.c.user_id == User.id)
-            .where(User.id == user_id)
-        ).all()
+        rows = self.session.execute(_USER_AND_SCOPES, {"p_user_id": user_id}).all()
         if not rows or not rows[0].is_active:
             self.session.rollback()
             raise RefreshTokenError("the user is disabled")
