@@ -17,7 +17,6 @@ from typing import Any
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
@@ -127,7 +126,7 @@ def _watch_for_shutdown(ctx: AppContext) -> None:
 async def database_unavailable_handler(request: Request, exc: Exception) -> Response:
     # The driver's message can carry host names and user names; log it, do not send it.
     # Both PostgreSQL/SQLite and Redis errors come here; the type names which one it was.
-    store = "redis" if isinstance(exc, RedisError) else "database"
+    store = "database" if isinstance(exc, SQLAlchemyError) else "redis"
     logger.warning("%s unavailable on %s %s: %s", store, request.method, request.url.path, exc)
     return await oauth2_error_handler(request, TemporarilyUnavailableError())
 
@@ -193,7 +192,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(OAuth2Error, oauth2_error_handler)
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)
-    app.add_exception_handler(RedisError, database_unavailable_handler)
+    if resolved.redis_url is not None:
+        # Imported only when configured: the client library is a tenth of a second to start.
+        from redis.exceptions import RedisError
+
+        app.add_exception_handler(RedisError, database_unavailable_handler)
     app.add_exception_handler(Exception, server_error_handler)
     for module in (
         token,

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from redis import Redis
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.config import Settings
@@ -21,7 +22,6 @@ from authsvc.security.keys import KeySet, build_key_set
 from authsvc.security.network import Network
 from authsvc.security.passwords import PasswordHasher
 from authsvc.security.tokens import AccessTokenSigner, AccessTokenVerifier
-from authsvc.services import redis_store
 from authsvc.services.audit import AuditLog
 from authsvc.services.cache import TtlCache
 from authsvc.services.counters import CounterStore, FailureLimiter, SqlCounterStore
@@ -29,6 +29,8 @@ from authsvc.services.denylist import Denylist, SqlDenylist
 from authsvc.services.live_state import LiveState, watch_writes
 
 if TYPE_CHECKING:
+    from redis import Redis
+
     from authsvc.oauth2.rfc7009 import RevocationEndpoint
     from authsvc.oauth2.rfc7662 import IntrospectionEndpoint
     from authsvc.oauth2.token_endpoint import TokenEndpoint
@@ -47,6 +49,9 @@ class AppContext:
     denylist: Denylist
     live: LiveState
     redis: Redis | None
+    # What a store that cannot be reached raises: answered 503 temporarily_unavailable.
+    # Redis errors only when Redis is configured (the client is imported only then).
+    unavailable_errors: tuple[type[Exception], ...]
     audit: AuditLog
     trusted_proxies: tuple[Network, ...]
     # RFC 8414 members contributed by endpoints beyond the core (revocation, introspection...).
@@ -56,6 +61,9 @@ class AppContext:
     token_endpoint: TokenEndpoint = field(init=False)
     introspection_endpoint: IntrospectionEndpoint = field(init=False)
     revocation_endpoint: RevocationEndpoint = field(init=False)
+
+
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, PoolTimeoutError)
 
 
 def build_key_ring(settings: Settings, key_set: KeySet) -> KeyRing:
@@ -85,7 +93,13 @@ def build_context(settings: Settings) -> AppContext:
     denylist: Denylist = SqlDenylist()
     counters: CounterStore = SqlCounterStore(sessions)
     client = None
+    unavailable: tuple[type[Exception], ...] = DATABASE_UNAVAILABLE
     if settings.redis_url is not None:
+        from redis.exceptions import RedisError
+
+        from authsvc.services import redis_store
+
+        unavailable = (*DATABASE_UNAVAILABLE, RedisError)
         client = redis_store.connect(settings.redis_url)
         denylist = redis_store.RedisDenylist(client, on_add=token_state.invalidate)
         counters = redis_store.RedisCounterStore(client)
@@ -105,6 +119,7 @@ def build_context(settings: Settings) -> AppContext:
         denylist=denylist,
         live=LiveState(sessions, denylist, token_state),
         redis=client,
+        unavailable_errors=unavailable,
         failure_limiter=FailureLimiter(
             counters,
             limit=settings.rate_limit_failures,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import functools
 import hashlib
 import hmac
 import json
@@ -23,6 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 ASYMMETRIC_ALGORITHMS = ("RS256", "ES256")
 RSA_KEY_SIZE = 2048
@@ -133,13 +135,23 @@ def _parse_created(path: Path) -> datetime:
         return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 
+@functools.lru_cache(maxsize=16)
+def _parse_private_key(data: bytes) -> PrivateKeyTypes:
+    """Parsed once per process for the same file contents.
+
+    Loading an RSA key checks its consistency, about 70 ms here; the CLI, the app and the key
+    ring's rescans would otherwise repeat it for the same file, and startup paid it twice.
+    """
+    return serialization.load_pem_private_key(data, password=None)
+
+
 def load_key_file(path: Path) -> SigningKey:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise KeyLoadError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        private_key = serialization.load_pem_private_key(data, password=None)
+        private_key = _parse_private_key(data)
     except (ValueError, TypeError) as exc:
         raise KeyLoadError(f"{path}: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(private_key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):

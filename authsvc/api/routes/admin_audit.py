@@ -14,9 +14,6 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from authsvc.api.deps import SessionDep, authorize_user, require_scopes
@@ -126,7 +123,7 @@ async def stream_audit_events(websocket: WebSocket) -> None:
         claims = await run_in_threadpool(_admin_claims, ctx, token)
     except OAuth2Error as exc:
         raise await refuse_websocket(websocket, exc) from None
-    except (OperationalError, PoolTimeoutError, RedisError):
+    except ctx.unavailable_errors:
         # The check could not be made: 1013 (try again later), not a failed handshake.
         raise await refuse_websocket(websocket, TemporarilyUnavailableError()) from None
     await websocket.accept()

@@ -14,9 +14,6 @@ import logging
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
-from redis.exceptions import RedisError
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -127,9 +124,9 @@ async def verify(request: Request, ctx: ContextDep) -> Response:
             raise
         # Two Authorization headers and the like: a 400 elsewhere, a 401 to a proxy.
         raise InvalidTokenError(exc.description or None) from None
-    except (OperationalError, PoolTimeoutError, RedisError):
-        raise  # the app's handler answers 503 temporarily_unavailable
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, ctx.unavailable_errors):
+            raise  # the app's handler answers 503 temporarily_unavailable
         logger.exception("forward-auth failed")
         raise TemporarilyUnavailableError() from None
     return Response(status_code=200, headers={**NO_STORE_HEADERS, **identity})

@@ -8,7 +8,6 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -50,7 +49,7 @@ async def readyz(ctx: ContextDep) -> JSONResponse:
         try:
             await anyio.to_thread.run_sync(ctx.redis.ping)
             checks["redis"] = "ok"
-        except RedisError:
+        except ctx.unavailable_errors:
             checks["redis"] = "unavailable"
     try:
         ctx.keys.key_set.active  # noqa: B018 - raises when there is no signing key
