@@ -15,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -35,6 +36,7 @@ from authsvc.api.routes import (
 from authsvc.api.routes.docs import install_docs
 from authsvc.config import Settings, load_settings
 from authsvc.context import AppContext, build_context
+from authsvc.db.engine import POOL_SIZE
 from authsvc.oauth2.client_auth import CONFIDENTIAL_AUTH_METHODS, SUPPORTED_AUTH_METHODS
 from authsvc.oauth2.errors import OAuth2Error, TemporarilyUnavailableError, oauth2_error_handler
 from authsvc.oauth2.grants import build_grants
@@ -159,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
         app.state.ctx = ctx
+        anyio.to_thread.current_default_thread_limiter().total_tokens = POOL_SIZE
         _watch_for_shutdown(ctx)
         ctx.audit.start()
         try:

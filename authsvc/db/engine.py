@@ -9,6 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.config import Settings
 
+# Connections per process. The app gives its threadpool as many threads: more could only
+# wait for a connection, each holding memory while it waits.
+POOL_SIZE = 20
+
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -27,7 +31,7 @@ def build_engine(settings: Settings) -> Engine:
             url,
             connect_args={"check_same_thread": False},
             pool_pre_ping=True,
-            pool_size=20,
+            pool_size=POOL_SIZE,
             max_overflow=0,
             pool_timeout=settings.db_pool_timeout,
             hide_parameters=True,
@@ -45,7 +49,7 @@ def build_engine(settings: Settings) -> Engine:
         # A fixed pool: connections beyond it were opened and closed per request under load
         # (a PostgreSQL connection costs a backend process), so requests wait for a pooled one
         # instead, up to db_pool_timeout.
-        pool_size=20,
+        pool_size=POOL_SIZE,
         max_overflow=0,
         connect_args={
             "connect_timeout": settings.db_connect_timeout,

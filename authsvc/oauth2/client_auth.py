@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from authsvc.oauth2.errors import InvalidClientError, InvalidRequestError, UnauthorizedClientError
 from authsvc.services.audit import FAILURE, AuditLog, AuditType
-from authsvc.services.cache import Missing, TtlCache
+from authsvc.services.cache import Missing, SingleFlight, TtlCache
 from authsvc.services.clients import PUBLIC_CLIENT_GRANTS, ClientService, secret_matches
 
 if TYPE_CHECKING:
@@ -143,6 +143,7 @@ class ClientAuthenticator:
         self.audit = audit
         self.require_registered = require_registered
         self._cache: TtlCache[Any] = cache if cache is not None else TtlCache(0)
+        self._reads: SingleFlight[ClientRecord | None] = SingleFlight()
 
     async def authenticate_request(
         self, request: TokenRequest, *, require_confidential: bool = False
@@ -170,7 +171,9 @@ class ClientAuthenticator:
         if not isinstance(cached, Missing):
             return cast("ClientRecord | None", cached)
         generation = self._cache.generation
-        record = await run_in_threadpool(self.read, client_id)
+        record = await self._reads.run(
+            (generation, client_id), lambda: run_in_threadpool(self.read, client_id)
+        )
         self._cache.put(key, record, generation)
         return record
 

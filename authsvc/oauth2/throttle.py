@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from authsvc.oauth2.errors import InvalidClientError, InvalidCredentialsError, RateLimitedError
 from authsvc.security.network import Caller
+from authsvc.services.cache import SingleFlight
 from authsvc.services.counters import FailureLimiter
 
 T = TypeVar("T")
@@ -23,13 +24,16 @@ T = TypeVar("T")
 class Throttle:
     def __init__(self, limiter: FailureLimiter) -> None:
         self.limiter = limiter
+        self._reads: SingleFlight[int] = SingleFlight()
 
     async def guard(self, caller: Caller, call: Callable[[], Awaitable[T]]) -> T:
         if self.limiter.limit == 0:
             return await call()
         retry_after = self.limiter.known_retry_after(caller.ip)
         if retry_after is None:
-            retry_after = await run_in_threadpool(self.limiter.retry_after, caller.ip)
+            retry_after = await self._reads.run(
+                caller.ip, lambda: run_in_threadpool(self.limiter.retry_after, caller.ip)
+            )
         if retry_after:
             raise RateLimitedError(retry_after)
         try:

@@ -12,9 +12,10 @@ before they read and pass it to ``put``, which stores nothing if an invalidation
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
@@ -80,3 +81,23 @@ class TtlCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class SingleFlight(Generic[V]):
+    """One call per key at a time: callers that arrive while it runs share its outcome.
+
+    When a kept answer expires under load, every request in flight misses at once; without
+    this each would read the database on a thread of its own. The call runs as a task of its
+    own, so a caller that goes away (a client disconnect) does not cancel it for the others.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[V]] = {}
+
+    async def run(self, key: Hashable, call: Callable[[], Awaitable[V]]) -> V:
+        task = self._running.get(key)
+        if task is None:
+            task = asyncio.ensure_future(call())
+            self._running[key] = task
+            task.add_done_callback(lambda _: self._running.pop(key, None))
+        return await asyncio.shield(task)

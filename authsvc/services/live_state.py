@@ -25,7 +25,7 @@ from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, session
 from starlette.concurrency import run_in_threadpool
 
 from authsvc.db.models import User
-from authsvc.services.cache import Missing, TtlCache
+from authsvc.services.cache import Missing, SingleFlight, TtlCache
 from authsvc.services.clients import ClientService
 from authsvc.services.denylist import Denylist
 
@@ -133,6 +133,7 @@ class LiveState:
         self._sessions = sessions
         self._denylist = denylist
         self.cache = cache
+        self._reads: SingleFlight[Any] = SingleFlight()
 
     def _read_user(self, jti: str, user_id: uuid.UUID) -> tuple[bool, Account | None]:
         with self._sessions() as session:
@@ -153,7 +154,16 @@ class LiveState:
         account = self.cache.get(("user", user_id))
         if not (fresh or isinstance(revoked, Missing) or isinstance(account, Missing)):
             return UserState(revoked, account)
-        read = UserState(*await run_in_threadpool(self._read_user, jti, user_id))
+        if fresh:
+            # Never shares a read that may have started before this request did.
+            read = UserState(*await run_in_threadpool(self._read_user, jti, user_id))
+        else:
+            read = UserState(
+                *await self._reads.run(
+                    ("user", generation, jti, user_id),
+                    lambda: run_in_threadpool(self._read_user, jti, user_id),
+                )
+            )
         self.cache.put(("jti", jti), read.revoked, generation)
         self.cache.put(("user", user_id), read.account, generation)
         return read
@@ -164,7 +174,12 @@ class LiveState:
         scopes = self.cache.get(("client", client_id))
         if not (isinstance(revoked, Missing) or isinstance(scopes, Missing)):
             return ClientState(revoked, scopes)
-        read = ClientState(*await run_in_threadpool(self._read_client, jti, client_id))
+        read = ClientState(
+            *await self._reads.run(
+                ("client", generation, jti, client_id),
+                lambda: run_in_threadpool(self._read_client, jti, client_id),
+            )
+        )
         self.cache.put(("jti", jti), read.revoked, generation)
         self.cache.put(("client", client_id), read.scopes, generation)
         return read

@@ -1,11 +1,13 @@
 """TtlCache: entries that live ``ttl`` seconds, fills that lose to invalidations, and a bound on
-the entry count, driven by a fake clock."""
+the entry count, driven by a fake clock; SingleFlight: one call per key at a time."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from authsvc.services.cache import MISSING, TtlCache
+from authsvc.services.cache import MISSING, SingleFlight, TtlCache
 
 TTL = 0.5
 
@@ -151,3 +153,91 @@ def test_replacing_a_key_in_a_full_cache_evicts_nothing(clock: FakeClock) -> Non
 
     assert len(cache) == 2
     assert (cache.get("a"), cache.get("b")) == ("a", "b2")
+
+
+# --- SingleFlight ------------------------------------------------------------------------------
+
+
+class CountedCall:
+    """A call that waits for ``release`` and counts how often it ran."""
+
+    def __init__(self, outcome: str | Exception = "answer") -> None:
+        self.calls = 0
+        self.release = asyncio.Event()
+        self.outcome = outcome
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        await self.release.wait()
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def test_concurrent_callers_of_one_key_share_one_call() -> None:
+    async def scenario() -> tuple[list[str], int]:
+        flight: SingleFlight[str] = SingleFlight()
+        call = CountedCall()
+        waiting = [asyncio.ensure_future(flight.run("key", call)) for _ in range(20)]
+        await asyncio.sleep(0)
+        call.release.set()
+        return list(await asyncio.gather(*waiting)), call.calls
+
+    answers, calls = asyncio.run(scenario())
+
+    assert answers == ["answer"] * 20
+    assert calls == 1
+
+
+def test_different_keys_do_not_share_a_call() -> None:
+    async def scenario() -> int:
+        flight: SingleFlight[str] = SingleFlight()
+        call = CountedCall()
+        waiting = [asyncio.ensure_future(flight.run(key, call)) for key in ("a", "b")]
+        await asyncio.sleep(0)
+        call.release.set()
+        await asyncio.gather(*waiting)
+        return call.calls
+
+    assert asyncio.run(scenario()) == 2
+
+
+def test_a_caller_that_goes_away_does_not_cancel_the_call_for_the_others() -> None:
+    async def scenario() -> str:
+        flight: SingleFlight[str] = SingleFlight()
+        call = CountedCall()
+        leaving = asyncio.ensure_future(flight.run("key", call))
+        staying = asyncio.ensure_future(flight.run("key", call))
+        await asyncio.sleep(0)
+        leaving.cancel()
+        call.release.set()
+        return await staying
+
+    assert asyncio.run(scenario()) == "answer"
+
+
+def test_every_caller_gets_the_calls_exception() -> None:
+    async def scenario() -> list[BaseException | str]:
+        flight: SingleFlight[str] = SingleFlight()
+        call = CountedCall(ConnectionError("database down"))
+        waiting = [asyncio.ensure_future(flight.run("key", call)) for _ in range(3)]
+        await asyncio.sleep(0)
+        call.release.set()
+        return list(await asyncio.gather(*waiting, return_exceptions=True))
+
+    outcomes = asyncio.run(scenario())
+
+    assert [type(outcome) for outcome in outcomes] == [ConnectionError] * 3
+
+
+def test_a_call_after_the_last_one_finished_runs_again() -> None:
+    async def scenario() -> int:
+        flight: SingleFlight[str] = SingleFlight()
+        call = CountedCall()
+        call.release.set()
+        await flight.run("key", call)
+        await asyncio.sleep(0)  # the finished call leaves the table
+        await flight.run("key", call)
+        return call.calls
+
+    assert asyncio.run(scenario()) == 2
