@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Security, WebSocket
+from fastapi import FastAPI, Request, Security, WebSocket
 from fastapi.security import SecurityScopes
 from starlette.requests import HTTPConnection
 
@@ -73,40 +73,32 @@ async def bearer_token(request: Request) -> str:
     return require_token(token_from_authorization(request.headers.getlist("authorization")))
 
 
-async def _principal(request: Request, token: str, *, live: bool) -> Principal:
+async def _principal(security_scopes: SecurityScopes, request: Request, *, live: bool) -> Principal:
     # Several Security(...) layers on one route ask again with other scopes; validate once.
+    # The token is read here, not by a dependency of its own: each dependency FastAPI solves
+    # costs every protected request.
     attribute = "authsvc_live_principal" if live else "authsvc_principal"
-    cached: Principal | None = getattr(request.state, attribute, None)
-    if cached is None:
+    principal: Principal | None = getattr(request.state, attribute, None)
+    if principal is None:
+        token = await bearer_token(request)
         guard = _guard(request)
         validator = guard.live if live else guard.validator
         if validator is None:
             raise RuntimeError("live=True needs install_guard(app, validator, live=...)")
-        cached = await validator.validate(token)
-        setattr(request.state, attribute, cached)
-    return cached
+        principal = await validator.validate(token)
+        setattr(request.state, attribute, principal)
+    check_scopes(security_scopes.scopes, principal.scopes)
+    return principal
 
 
-async def get_principal(
-    security_scopes: SecurityScopes,
-    request: Request,
-    token: Annotated[str, Depends(bearer_token)],
-) -> Principal:
+async def get_principal(security_scopes: SecurityScopes, request: Request) -> Principal:
     """The token's principal, verified locally against the issuer's cached keys."""
-    principal = await _principal(request, token, live=False)
-    check_scopes(security_scopes.scopes, principal.scopes)
-    return principal
+    return await _principal(security_scopes, request, live=False)
 
 
-async def get_live_principal(
-    security_scopes: SecurityScopes,
-    request: Request,
-    token: Annotated[str, Depends(bearer_token)],
-) -> Principal:
+async def get_live_principal(security_scopes: SecurityScopes, request: Request) -> Principal:
     """The token's principal as the gateway sees it now (introspection, briefly cached)."""
-    principal = await _principal(request, token, live=True)
-    check_scopes(security_scopes.scopes, principal.scopes)
-    return principal
+    return await _principal(security_scopes, request, live=True)
 
 
 CurrentPrincipal = Annotated[Principal, Security(get_principal)]
