@@ -42,7 +42,10 @@ def run(options: Options, parts: list[str], cost: int, workdir: Path) -> dict[st
 
 
 def _number(value: float, digits: int = 0) -> str:
-    return "-" if math.isnan(value) else f"{value:,.{digits}f}"
+    if math.isnan(value):
+        return "-"
+    # Logins run at a few per second: whole numbers would hide what the ratio is made of.
+    return f"{value:,.{max(digits, 2 if value < 100 else 0)}f}"
 
 
 def markdown(rows: list[Row], facts: dict[str, Any], options: Options) -> str:
