@@ -51,7 +51,7 @@ def bootstrap_admin(settings: Settings, engine: Engine) -> BootstrapResult | Non
         else:
             username = DEFAULT_ADMIN_USERNAME
             password = generated = secrets.token_urlsafe(18)
-        hasher = PasswordHasher(settings.bcrypt_rounds)
+        hasher = PasswordHasher(settings.bcrypt_rounds, warm=False)
         try:
             service.create(
                 NewUser(
@@ -63,4 +63,6 @@ def bootstrap_admin(settings: Settings, engine: Engine) -> BootstrapResult | Non
         except UserExistsError:
             # Another replica won the race to bootstrap; its admin stands.
             return None
+        finally:
+            hasher.close()
         return BootstrapResult(username=username, generated_password=generated)

@@ -145,12 +145,13 @@ def create_user(
         raise _fail(str(exc), 2) from None
     scopes = list(dict.fromkeys([*(scope or []), *(["admin"] if admin else [])]))
     engine = _database(settings)
+    hasher = PasswordHasher(settings.bcrypt_rounds, warm=False)
     try:
         with build_sessionmaker(engine)() as session:
             user = UserService(session).create(
                 NewUser(
                     username=name,
-                    password_hash=PasswordHasher(settings.bcrypt_rounds).hash(password),
+                    password_hash=hasher.hash(password),
                     scopes=tuple(scopes),
                 )
             )
@@ -159,6 +160,7 @@ def create_user(
     except UnknownScopeError as exc:
         raise _fail(str(exc)) from None
     finally:
+        hasher.close()
         engine.dispose()
     typer.echo(f"Created user '{user.username}' ({user.id}) with scopes: {' '.join(scopes) or '-'}")
 

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     rate_limit_window: int = Field(default=60, ge=1, le=86400)
     # Seconds a process keeps what token checks read (denylist, user, client, failure counts)
     # for read requests: another replica's revocation is seen within this. At most 1 s, the
-    # bound we promise; 0 reads the database on every request.
+    # bound we promise; 0 keeps nothing (requests in flight at once may still share a read).
     auth_cache_ttl: float = Field(default=0.5, ge=0, le=1)
     # Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For we believe.
     trusted_proxies: str = ""

@@ -14,7 +14,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import unquote_plus
 
@@ -121,7 +121,7 @@ class ClientRecord:
 
     client_id: str
     confidential: bool
-    secret_hash: str | None
+    secret_hash: str | None = field(repr=False)
     grant_types: frozenset[str]
     scopes: frozenset[str]
 

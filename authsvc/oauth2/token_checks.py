@@ -95,7 +95,7 @@ async def live_account(ctx: AppContext, claims: dict[str, Any], *, fresh: bool =
     return judge_user(claims, state.revoked, state.account)
 
 
-async def live_scope(ctx: AppContext, claims: dict[str, Any]) -> str:
+async def live_scope(ctx: AppContext, claims: dict[str, Any], *, fresh: bool = False) -> str:
     """The scope the token still carries, or ``TokenRevokedError`` saying why it does not.
 
     The token's scope narrowed to what its user (or, for client tokens, its client) holds
@@ -103,21 +103,24 @@ async def live_scope(ctx: AppContext, claims: dict[str, Any]) -> str:
     """
     granted = str(claims.get("scope") or "").split()
     if is_client_token(claims):
-        client = await ctx.live.client(str(claims["jti"]), str(claims["client_id"]))
+        client = await ctx.live.client(str(claims["jti"]), str(claims["client_id"]), fresh=fresh)
         if client.revoked:
             raise TokenRevokedError(REVOKED)
         if client.scopes is None:
             raise TokenRevokedError(CLIENT_GONE)
         held: Collection[str] = client.scopes
     else:
-        held = (await live_account(ctx, claims)).scope_names
+        held = (await live_account(ctx, claims, fresh=fresh)).scope_names
     return " ".join(scope for scope in granted if scope in held)
 
 
-async def verify_live(ctx: AppContext, token: str) -> tuple[dict[str, Any], str]:
+async def verify_live(
+    ctx: AppContext, token: str, *, fresh: bool = False
+) -> tuple[dict[str, Any], str]:
     """A token's verified claims and the scope it still holds (introspection, forward-auth).
 
-    Raises ``TokenValidationError`` (never valid) or ``TokenRevokedError`` (taken back).
+    ``fresh`` reads the database rather than what ``ctx.live`` keeps. Raises
+    ``TokenValidationError`` (never valid) or ``TokenRevokedError`` (taken back).
     """
     claims = await ctx.keys.verify_async(token)
-    return claims, await live_scope(ctx, claims)
+    return claims, await live_scope(ctx, claims, fresh=fresh)

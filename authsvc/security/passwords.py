@@ -18,7 +18,7 @@ import os
 import secrets
 import threading
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from passlib.context import CryptContext
 
@@ -54,8 +54,16 @@ def _lower_priority(niceness: int) -> None:
 
 
 class PasswordHasher:
+    """``warm`` makes the dummy hash (see ``_dummy_hash``) at once in the background: what a
+    server wants. A one-off command that never verifies an unknown user passes False."""
+
     def __init__(
-        self, rounds: int, *, max_concurrency: int | None = None, niceness: int = 19
+        self,
+        rounds: int,
+        *,
+        max_concurrency: int | None = None,
+        niceness: int = 19,
+        warm: bool = True,
     ) -> None:
         self._context = CryptContext(
             schemes=["bcrypt_sha256", "bcrypt"],
@@ -67,23 +75,31 @@ class PasswordHasher:
             bcrypt_sha256__max_rounds=rounds,
         )
         self._dummy: str | None = None
+        self._dummy_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(
             max_workers=max_concurrency or os.cpu_count() or 1,
             thread_name_prefix="authsvc-bcrypt",
             initializer=_lower_priority,
             initargs=(niceness,),
         )
-        # Made now, in the background, so the first unknown user costs no more than the next.
-        self._pool.submit(lambda: self._dummy_hash)
+        # The pool's first job, so it is running or done before any verify starts: a verify
+        # waiting for it never waits behind a queue.
+        self._warming: Future[str] | None = self._pool.submit(self._make_dummy) if warm else None
+
+    def _make_dummy(self) -> str:
+        return self._hash(secrets.token_urlsafe(24))
 
     @property
     def _dummy_hash(self) -> str:
         # A real hash at the configured cost: verifying an unknown user against it costs the
         # same bcrypt work as a wrong password, so timing does not reveal which usernames exist.
-        # Made in the pool, never on the way to serving: it is a whole bcrypt hash.
-        if self._dummy is None:
-            self._dummy = self._hash(secrets.token_urlsafe(24))
-        return self._dummy
+        # Every caller waits for the one dummy: two made at once would double a verify's time.
+        if self._warming is not None:
+            return self._warming.result()
+        with self._dummy_lock:
+            if self._dummy is None:
+                self._dummy = self._make_dummy()
+            return self._dummy
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

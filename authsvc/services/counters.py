@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -126,6 +127,7 @@ class FailureLimiter:
         self.window = window
         self._clock = clock
         self._counts: TtlCache[int] = TtlCache(cache_ttl)
+        self._keeping = threading.Lock()
 
     def _window(self) -> tuple[int, float]:
         now = self._clock()
@@ -149,15 +151,28 @@ class FailureLimiter:
         start, now = self._window()
         key = address_key(address)
         generation = self._counts.generation
-        count = self.store.read(f"fail:{key}", start)
-        self._counts.put((key, start), count, generation)
+        count = self._keep(key, start, self.store.read(f"fail:{key}", start), generation)
         return self._wait(count, start, now)
 
     def _increment(self, address: str, start: int) -> int:
         key = address_key(address)
+        generation = self._counts.generation
         count = self.store.increment(f"fail:{key}", start, self.window)
-        self._counts.put((key, start), count, self._counts.generation)
+        self._keep(key, start, count, generation)
         return count
+
+    def _keep(self, key: str, start: int, count: int, generation: int) -> int:
+        """Keep ``count`` unless a higher one is kept already; return what is kept.
+
+        Counts only grow within a window (a refund empties the cache instead), so a read
+        that finished after a concurrent increment must not put the lower count back.
+        """
+        with self._keeping:
+            kept = self._counts.get((key, start))
+            if not isinstance(kept, Missing) and kept > count:
+                return kept
+            self._counts.put((key, start), count, generation)
+            return count
 
     def record_failure(self, address: str | None) -> None:
         if self.limit == 0 or address is None:

@@ -1,8 +1,9 @@
 """The access-token denylist: jtis of revoked tokens, kept until the token would expire anyway.
 
 In the database by default; in Redis when ``AUTHSVC_REDIS_URL`` is set (the entry expires by
-itself there). Either way every replica reads the same list, with no cache in between, so a
-revocation is seen by all replicas at once.
+itself there). Either way every replica reads the same list. Token checks read it through
+``services.live_state``, which keeps answers for ``auth_cache_ttl`` (0.5 s): the replica that
+revoked sees it at once, the others within that.
 """
 
 from __future__ import annotations

@@ -29,9 +29,8 @@ from authsvc.services.cache import Missing, SingleFlight, TtlCache
 from authsvc.services.clients import ClientService
 from authsvc.services.denylist import Denylist
 
-# Writes to these tables never change whether an access token is good: the audit trail,
-# rate-limit counters and refresh tokens (revoking a session denies its access tokens
-# through the denylist, which is watched).
+# Writes to these tables never change whether an access token is good: no token check reads
+# the audit trail, the rate-limit counters or the refresh token tables.
 _UNRELATED_TABLES = frozenset(
     {"audit_events", "rate_limit_counters", "refresh_tokens", "refresh_families"}
 )
@@ -168,18 +167,23 @@ class LiveState:
         self.cache.put(("user", user_id), read.account, generation)
         return read
 
-    async def client(self, jti: str, client_id: str) -> ClientState:
+    async def client(self, jti: str, client_id: str, *, fresh: bool = False) -> ClientState:
+        """Is ``jti`` revoked, and what may the client hold now; from the cache unless
+        ``fresh``."""
         generation = self.cache.generation
         revoked = self.cache.get(("jti", jti))
         scopes = self.cache.get(("client", client_id))
-        if not (isinstance(revoked, Missing) or isinstance(scopes, Missing)):
+        if not (fresh or isinstance(revoked, Missing) or isinstance(scopes, Missing)):
             return ClientState(revoked, scopes)
-        read = ClientState(
-            *await self._reads.run(
-                ("client", generation, jti, client_id),
-                lambda: run_in_threadpool(self._read_client, jti, client_id),
+        if fresh:
+            read = ClientState(*await run_in_threadpool(self._read_client, jti, client_id))
+        else:
+            read = ClientState(
+                *await self._reads.run(
+                    ("client", generation, jti, client_id),
+                    lambda: run_in_threadpool(self._read_client, jti, client_id),
+                )
             )
-        )
         self.cache.put(("jti", jti), read.revoked, generation)
         self.cache.put(("client", client_id), read.scopes, generation)
         return read

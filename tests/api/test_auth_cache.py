@@ -178,6 +178,45 @@ def test_the_other_app_keeping_nothing_refuses_a_read_at_once(
     assert_invalid_token(me(uncached, token), take_back.description)
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-Original-Method": "DELETE"}, {"X-Forwarded-Method": "post"}],
+    ids=["nginx", "traefik"],
+)
+def test_the_other_app_refuses_forward_auth_for_a_proxied_write_at_once(
+    client: TestClient,
+    other: TestClient,
+    admin_headers: dict[str, str],
+    user: dict[str, Any],
+    token: str,
+    take_back: TakeBack,
+    headers: dict[str, str],
+) -> None:
+    assert other.get("/auth/verify", headers=bearer(token)).status_code == 200
+
+    take(take_back, client, admin_headers, user, token)
+
+    response = other.get("/auth/verify", headers={**bearer(token), **headers})
+    assert_invalid_token(response, take_back.description)
+
+
+def test_the_other_app_refuses_forward_auth_asked_with_a_write_method_at_once(
+    client: TestClient,
+    other: TestClient,
+    admin_headers: dict[str, str],
+    user: dict[str, Any],
+    token: str,
+    take_back: TakeBack,
+) -> None:
+    # Envoy's ext_authz repeats the original request's method.
+    assert other.get("/auth/verify/orders/1", headers=bearer(token)).status_code == 200
+
+    take(take_back, client, admin_headers, user, token)
+
+    response = other.request("PUT", "/auth/verify/orders/1", headers=bearer(token))
+    assert_invalid_token(response, take_back.description)
+
+
 def test_the_other_app_refuses_a_disabled_admin_s_write_on_a_scope_guarded_router_at_once(
     client: TestClient,
     other: TestClient,

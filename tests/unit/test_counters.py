@@ -245,3 +245,34 @@ def test_limit_of_one_refuses_after_the_first_failure() -> None:
         ("increment", "fail:203.0.113.7", 960),
         ("read", "fail:203.0.113.7", 960),
     ]
+
+
+# --- kept counts (cache_ttl) -----------------------------------------------------------------
+
+
+class LaggingStore(RecordingStore):
+    """Reads answer what the store held before the last increment: a read that raced one."""
+
+    def read(self, key: str, window_start: int) -> int:
+        return max(0, super().read(key, window_start) - 1)
+
+
+def test_kept_counts_answer_the_check_without_a_store_read() -> None:
+    store = RecordingStore()
+    limiter = FailureLimiter(store, limit=2, window=WINDOW, clock=FakeClock(1000.0), cache_ttl=60)
+    limiter.record_failure("203.0.113.7")
+    limiter.record_failure("203.0.113.7")
+
+    assert limiter.known_retry_after("203.0.113.7") == 20
+    assert [call[0] for call in store.calls] == ["increment", "increment"]
+
+
+def test_a_read_that_raced_an_increment_does_not_lower_the_kept_count() -> None:
+    store = LaggingStore()
+    limiter = FailureLimiter(store, limit=2, window=WINDOW, clock=FakeClock(1000.0), cache_ttl=60)
+    limiter.record_failure("203.0.113.7")
+    limiter.record_failure("203.0.113.7")
+
+    limiter.retry_after("203.0.113.7")  # reads 1, behind the store's 2
+
+    assert limiter.known_retry_after("203.0.113.7") == 20

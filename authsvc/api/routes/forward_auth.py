@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from authsvc.api.deps import ContextDep
+from authsvc.api.deps import SAFE_METHODS, ContextDep
 from authsvc.context import AppContext
 from authsvc.oauth2.bearer import (
     check_scopes,
@@ -75,10 +75,21 @@ def _required_scopes(values: list[str]) -> list[str]:
     return required
 
 
-async def _authorize(ctx: AppContext, token: str, scope_params: list[str]) -> dict[str, str]:
+def _original_method(request: Request) -> str:
+    """The method of the request the proxy asks about: Traefik sends X-Forwarded-Method, our
+    nginx config X-Original-Method, and Envoy repeats the method itself."""
+    headers = request.headers
+    return (
+        headers.get("x-forwarded-method") or headers.get("x-original-method") or request.method
+    ).upper()
+
+
+async def _authorize(
+    ctx: AppContext, token: str, scope_params: list[str], *, fresh: bool
+) -> dict[str, str]:
     try:
         # The scope is what the token's user or client still holds now.
-        claims, scope = await verify_live(ctx, token)
+        claims, scope = await verify_live(ctx, token, fresh=fresh)
     except TokenValidationError as exc:
         raise refused(exc) from None
     except TokenRevokedError as exc:
@@ -118,7 +129,10 @@ async def verify(request: Request, ctx: ContextDep) -> Response:
     try:
         token = _token(request.headers, ctx.settings.forward_auth_cookie, request.cookies)
         scopes = request.query_params.getlist("scope")
-        identity = await _authorize(ctx, token, scopes)
+        # A request that changes something behind the proxy is checked against the database,
+        # like one to the gateway itself; a read may use answers kept for auth_cache_ttl.
+        fresh = _original_method(request) not in SAFE_METHODS
+        identity = await _authorize(ctx, token, scopes, fresh=fresh)
     except OAuth2Error as exc:
         if exc.status_code in _ANSWERS:
             raise
