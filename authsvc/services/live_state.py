@@ -15,8 +15,10 @@ against the database itself, never against a kept answer.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -146,44 +148,35 @@ class LiveState:
             client = ClientService(session).get(client_id)
             return revoked, frozenset(client.scopes) if client is not None else None
 
-    async def user(self, jti: str, user_id: uuid.UUID, *, fresh: bool = False) -> UserState:
-        """Is ``jti`` revoked, and what is the user now; from the cache unless ``fresh``."""
+    async def _answer(
+        self,
+        keys: tuple[Hashable, Hashable],
+        read: Callable[[], tuple[Any, Any]],
+        fresh: bool,
+    ) -> tuple[Any, Any]:
+        """The kept answers for both ``keys``, or ``read()`` (in a thread) when either is
+        missing or ``fresh`` is asked for; what was read is kept."""
         generation = self.cache.generation
-        revoked = self.cache.get(("jti", jti))
-        account = self.cache.get(("user", user_id))
-        if not (fresh or isinstance(revoked, Missing) or isinstance(account, Missing)):
-            return UserState(revoked, account)
+        first, second = self.cache.get(keys[0]), self.cache.get(keys[1])
+        if not (fresh or isinstance(first, Missing) or isinstance(second, Missing)):
+            return first, second
         if fresh:
             # Never shares a read that may have started before this request did.
-            read = UserState(*await run_in_threadpool(self._read_user, jti, user_id))
+            answer = await run_in_threadpool(read)
         else:
-            read = UserState(
-                *await self._reads.run(
-                    ("user", generation, jti, user_id),
-                    lambda: run_in_threadpool(self._read_user, jti, user_id),
-                )
-            )
-        self.cache.put(("jti", jti), read.revoked, generation)
-        self.cache.put(("user", user_id), read.account, generation)
-        return read
+            answer = await self._reads.run((generation, *keys), lambda: run_in_threadpool(read))
+        for key, value in zip(keys, answer, strict=True):
+            self.cache.put(key, value, generation)
+        return answer
+
+    async def user(self, jti: str, user_id: uuid.UUID, *, fresh: bool = False) -> UserState:
+        """Is ``jti`` revoked, and what is the user now; from the cache unless ``fresh``."""
+        keys = (("jti", jti), ("user", user_id))
+        return UserState(*await self._answer(keys, partial(self._read_user, jti, user_id), fresh))
 
     async def client(self, jti: str, client_id: str, *, fresh: bool = False) -> ClientState:
         """Is ``jti`` revoked, and what may the client hold now; from the cache unless
         ``fresh``."""
-        generation = self.cache.generation
-        revoked = self.cache.get(("jti", jti))
-        scopes = self.cache.get(("client", client_id))
-        if not (fresh or isinstance(revoked, Missing) or isinstance(scopes, Missing)):
-            return ClientState(revoked, scopes)
-        if fresh:
-            read = ClientState(*await run_in_threadpool(self._read_client, jti, client_id))
-        else:
-            read = ClientState(
-                *await self._reads.run(
-                    ("client", generation, jti, client_id),
-                    lambda: run_in_threadpool(self._read_client, jti, client_id),
-                )
-            )
-        self.cache.put(("jti", jti), read.revoked, generation)
-        self.cache.put(("client", client_id), read.scopes, generation)
-        return read
+        keys = (("jti", jti), ("client", client_id))
+        read = partial(self._read_client, jti, client_id)
+        return ClientState(*await self._answer(keys, read, fresh))
