@@ -107,6 +107,9 @@ def update_user(
         raise HTTPException(status.HTTP_409_CONFLICT, "Admins cannot disable or demote themselves")
     changed = sorted(changes)  # names only: never the new password
     if "password" in changes:
+        # bcrypt may queue behind a login storm: end the read transaction first, so no
+        # pooled connection waits with it (objects stay loaded: expire_on_commit is off).
+        session.commit()
         changes["password_hash"] = ctx.hasher.hash(changes.pop("password"))
     try:
         updated = service.update(user, changes)

@@ -39,6 +39,9 @@ def change_my_password(
         threshold=ctx.settings.lockout_threshold,
         duration=ctx.settings.lockout_duration,
     )
+    # bcrypt may queue behind a login storm: end the transaction that loaded the user first,
+    # so no pooled connection waits with it (the row stays loaded: expire_on_commit is off).
+    session.commit()
     ok, _ = ctx.hasher.verify(body.current_password, user.password_hash)
     # The current password is a login by another door: a stolen access token must not be
     # a way to guess it without the lockout.
