@@ -30,8 +30,8 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def _post_form(url: str, headers: dict[str, str] | None = None, **form: str) -> dict[str, Any]:
-    response = httpx.post(url, data=form, headers=headers, timeout=60)
+def _post_form(url: str, **form: str) -> dict[str, Any]:
+    response = httpx.post(url, data=form, timeout=60)
     response.raise_for_status()
     body: dict[str, Any] = response.json()
     return body

@@ -8,16 +8,9 @@ import asyncio
 import pytest
 
 from authsvc.services.cache import MISSING, SingleFlight, TtlCache
+from tests.helpers import FakeClock
 
 TTL = 0.5
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -35,18 +35,11 @@ from authsvc.services.live_state import (
 )
 from authsvc.services.sessions import SessionService
 from authsvc.services.users import NewUser, UserService
+from tests.helpers import FakeClock
 
 Sessions = sessionmaker[Session]
 TTL = 0.5
 PASSWORD_HASH = "not-a-real-hash"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
