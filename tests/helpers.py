@@ -358,3 +358,15 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def within_one_window(window: int, needed: float) -> None:
+    """Wait, if need be, until ``needed`` seconds fit before the current fixed window ends.
+
+    Failure counts are per fixed window (``now // window``); failures that straddle a window
+    boundary are counted in two windows and never reach the limit, which would make a test
+    of the limit fail once in a while for no fault of the code.
+    """
+    left = window - time.time() % window
+    if left < needed:
+        time.sleep(left + 0.05)

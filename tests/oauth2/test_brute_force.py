@@ -37,6 +37,7 @@ from tests.helpers import (
     create_client,
     password_login,
     refresh_grant,
+    within_one_window,
 )
 
 INTROSPECT_URL = "/oauth2/introspect"
@@ -65,7 +66,10 @@ def open_client(make_settings: Callable[..., Settings], migrated: None) -> Itera
     with contextlib.ExitStack() as stack:
 
         def factory(peer: tuple[str, int] = TESTCLIENT_PEER, **overrides: Any) -> TestClient:
-            app = create_app(make_settings(**overrides))
+            settings = make_settings(**overrides)
+            if settings.rate_limit_failures:
+                within_one_window(settings.rate_limit_window, needed=3)
+            app = create_app(settings)
             # Runs after the client's shutdown (last in, first out).
             stack.callback(release, app)
             return stack.enter_context(TestClient(app, client=peer))
