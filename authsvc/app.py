@@ -34,6 +34,7 @@ from authsvc.api.routes import (
     wellknown,
 )
 from authsvc.api.routes.docs import install_docs
+from authsvc.api.shortcuts import RouteShortcuts
 from authsvc.config import Settings, load_settings
 from authsvc.context import AppContext, build_context
 from authsvc.db.engine import POOL_SIZE
@@ -212,4 +213,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health,
     ):
         app.include_router(module.router)
+    # Innermost of the middleware we add: whatever wraps the app (logs, headers) wraps these.
+    app.add_middleware(
+        RouteShortcuts, routes=token.SHORTCUTS, handlers=lambda: app.exception_handlers
+    )
     return app

@@ -20,6 +20,7 @@ from authsvc.security.network import Caller
 
 MAX_BODY_BYTES = 16 * 1024
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+FORM_MEDIA_TYPE = FORM_CONTENT_TYPE.encode()
 
 
 @dataclass(frozen=True)
@@ -79,17 +80,27 @@ def parse_form(body: bytes) -> dict[str, str]:
 
 
 async def read_token_request(request: Request, caller: Caller) -> TokenRequest:
-    if request.url.query:
+    if request.scope.get("query_string"):
         # RFC 6749 §3.2 requires POST with a form body; credentials in a URL end up in logs.
         raise InvalidRequestError("Parameters must be sent in the request body, not the URL")
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if content_type != FORM_CONTENT_TYPE:
+    # One pass over the raw headers (ASGI lowercases their names) instead of two lookups.
+    content_type: bytes | None = None
+    authorization: list[bytes] = []
+    for name, value in request.scope["headers"]:
+        if name == b"content-type" and content_type is None:
+            content_type = value
+        elif name == b"authorization":
+            authorization.append(value)
+    media_type = (content_type or b"").split(b";", 1)[0].strip().lower()
+    if media_type != FORM_MEDIA_TYPE:
         raise InvalidRequestError(f"The request body must be {FORM_CONTENT_TYPE}")
-    if len(request.headers.getlist("authorization")) > 1:
+    if len(authorization) > 1:
         raise InvalidRequestError("More than one Authorization header")
     params = parse_form(await _read_body(request))
     return TokenRequest(
-        params=params, authorization=request.headers.get("authorization"), caller=caller
+        params=params,
+        authorization=authorization[0].decode("latin-1") if authorization else None,
+        caller=caller,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from starlette.requests import HTTPConnection
 
@@ -25,8 +26,16 @@ class Caller:
     user_agent: str | None
 
 
+# Longer than any address with a port or a zone id: not one, and not worth parsing.
+MAX_ADDRESS_TEXT = 64
+
+
+@lru_cache(maxsize=1024)
 def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Cached: every request parses its peer's address, and the same few peers come back.
     text = value.strip()
+    if len(text) > MAX_ADDRESS_TEXT:
+        return None
     # Some proxies write a port: "1.2.3.4:5678" or "[2001:db8::1]:5678".
     if text.startswith("[") and "]" in text:
         text = text[1 : text.index("]")]

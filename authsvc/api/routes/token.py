@@ -1,13 +1,20 @@
-"""``POST /oauth2/token``: the request is parsed and dispatched in ``oauth2.token_endpoint``."""
+"""The OAuth2 endpoints: token, introspection, revocation.
+
+Each is a function of the request alone (the body is parsed strictly in ``oauth2``, not by
+FastAPI), so the app serves them through ``api.shortcuts`` past FastAPI's per-request work;
+``SHORTCUTS`` lists them. The router still declares them, for OpenAPI.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from authsvc.api.deps import CallerDep, ContextDep
+from authsvc.api.deps import context_of
+from authsvc.api.shortcuts import Endpoint
 from authsvc.oauth2.errors import NO_STORE_HEADERS
 from authsvc.schemas import TokenResponse
+from authsvc.security.network import caller_of
 
 router = APIRouter(tags=["oauth2"])
 
@@ -50,8 +57,9 @@ _FORM_SCHEMA = {
     openapi_extra=_FORM_SCHEMA,
     summary="Issue an access token (RFC 6749 §3.2)",
 )
-async def issue_token(request: Request, ctx: ContextDep, caller: CallerDep) -> JSONResponse:
-    body = await ctx.token_endpoint.handle(request, caller)
+async def issue_token(request: Request) -> Response:
+    ctx = context_of(request)
+    body = await ctx.token_endpoint.handle(request, caller_of(request, ctx.trusted_proxies))
     return JSONResponse(body, headers=NO_STORE_HEADERS)
 
 
@@ -63,7 +71,9 @@ async def issue_token(request: Request, ctx: ContextDep, caller: CallerDep) -> J
         429: {"description": "Too many failures from this address; see Retry-After"},
     },
 )
-async def introspect_token(request: Request, ctx: ContextDep, caller: CallerDep) -> JSONResponse:
+async def introspect_token(request: Request) -> Response:
+    ctx = context_of(request)
+    caller = caller_of(request, ctx.trusted_proxies)
     body = await ctx.introspection_endpoint.handle(request, caller)
     return JSONResponse(body, headers=NO_STORE_HEADERS)
 
@@ -76,6 +86,14 @@ async def introspect_token(request: Request, ctx: ContextDep, caller: CallerDep)
         429: {"description": "Too many failures from this address; see Retry-After"},
     },
 )
-async def revoke_token(request: Request, ctx: ContextDep, caller: CallerDep) -> Response:
-    await ctx.revocation_endpoint.handle(request, caller)
+async def revoke_token(request: Request) -> Response:
+    ctx = context_of(request)
+    await ctx.revocation_endpoint.handle(request, caller_of(request, ctx.trusted_proxies))
     return Response(status_code=200, headers=NO_STORE_HEADERS)
+
+
+SHORTCUTS: dict[tuple[str, str], Endpoint] = {
+    ("POST", "/oauth2/token"): issue_token,
+    ("POST", "/oauth2/introspect"): introspect_token,
+    ("POST", "/oauth2/revoke"): revoke_token,
+}
