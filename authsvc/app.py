@@ -21,8 +21,10 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp
 
 from authsvc import __version__
+from authsvc.api.request_log import RequestLog
 from authsvc.api.routes import (
     admin,
     admin_audit,
@@ -143,6 +145,12 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
+class _AuthsvcApp(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside ServerErrorMiddleware, so a 500 is logged and carries its request id too.
+        return RequestLog(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     resolved = settings if settings is not None else load_settings()
 
@@ -182,7 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if ctx.redis is not None:
                 ctx.redis.close()
 
-    app = FastAPI(
+    app = _AuthsvcApp(
         title="authsvc",
         version=__version__,
         description="OAuth2/JWT authentication gateway. Use **Authorize** to sign in.",

@@ -19,6 +19,7 @@ from authsvc.bootstrap import bootstrap_admin, prepare_database, prepare_keys
 from authsvc.config import Settings, SettingsError, load_settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.db.migrate import current_revision, upgrade
+from authsvc.observability.logs import logging_config
 from authsvc.security.keys import (
     KeySet,
     KeyStoreError,
@@ -113,6 +114,9 @@ def serve(
         port=port,
         workers=workers,
         proxy_headers=False,
+        # Our request log (api.request_log) replaces uvicorn's access log.
+        access_log=False,
+        log_config=logging_config(settings.log_format),
         timeout_graceful_shutdown=settings.shutdown_timeout or None,  # 0: wait forever
     )
 

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Algorithm = Literal["RS256", "ES256", "HS256"]
+LogFormat = Literal["text", "json"]
 
 ENV_PREFIX = "AUTHSVC_"
 
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # Redis for the access-token denylist and the rate-limit counters; unset: the database.
     redis_url: str | None = None
+    # One line per request and every other log line: readable text, or one JSON object each.
+    log_format: LogFormat = "text"
     # A cookie /auth/verify reads the bearer token from when no Authorization header is sent
     # (browsers behind a proxy). RFC 6265 cookie-name: an HTTP token.
     forward_auth_cookie: str | None = Field(

@@ -370,3 +370,16 @@ def within_one_window(window: int, needed: float) -> None:
     left = window - time.time() % window
     if left < needed:
         time.sleep(left + 0.05)
+
+
+# Set on every response by the request log; they differ from one response to the next.
+PER_REQUEST_HEADERS = frozenset({"x-request-id", "x-process-time"})
+
+
+def stable_headers(response: httpx2.Response) -> list[tuple[str, str]]:
+    """The response's headers, sorted, without those that differ per request by design."""
+    return sorted(
+        (name, value)
+        for name, value in response.headers.multi_items()
+        if name.lower() not in PER_REQUEST_HEADERS and name.lower() != "date"
+    )

@@ -22,6 +22,7 @@ from authsvc.db.models import User
 from authsvc.oauth2.bearer import check_scopes, refused, require_token, token_from_authorization
 from authsvc.oauth2.errors import InvalidTokenError
 from authsvc.oauth2.token_checks import TokenRevokedError, live_account, live_user
+from authsvc.observability.request_context import note_principal
 from authsvc.security.network import Caller, caller_of
 from authsvc.security.principal import Principal
 from authsvc.security.tokens import TokenValidationError
@@ -103,6 +104,7 @@ async def get_token_claims(
             raise refused(exc) from None
         cached = Principal.from_claims(raw)
         request.state.token_claims = cached
+        note_principal(client_id=cached.client_id, subject=cached.sub)
     check_scopes(security_scopes.scopes, cached.scopes)
     return cached
 

@@ -23,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from authsvc.api.request_log import ROUTE_TEMPLATE_KEY
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 # Starlette's exception handler type: ours are all ``async def``, a plain one is called inline.
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
@@ -48,6 +50,7 @@ class RouteShortcuts:
         if endpoint is None:
             await self.app(scope, receive, send)
             return
+        scope[ROUTE_TEMPLATE_KEY] = scope["path"]
         request = Request(scope, receive, send)
         try:
             response = await endpoint(request)

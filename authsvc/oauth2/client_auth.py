@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from authsvc.oauth2.errors import InvalidClientError, InvalidRequestError, UnauthorizedClientError
+from authsvc.observability.request_context import note_principal
 from authsvc.services.audit import FAILURE, AuditLog, AuditType
 from authsvc.services.cache import Missing, SingleFlight, TtlCache
 from authsvc.services.clients import PUBLIC_CLIENT_GRANTS, ClientService, secret_matches
@@ -155,7 +156,7 @@ class ClientAuthenticator:
             record: ClientRecord | None = None
             if credentials.client_id is not None:
                 record = await self._record(credentials.client_id)
-            return self.judge(credentials, record, require_confidential=require_confidential)
+            client = self.judge(credentials, record, require_confidential=require_confidential)
         except InvalidClientError as exc:
             self.audit.record(
                 AuditType.CLIENT_AUTH_FAILED,
@@ -164,6 +165,8 @@ class ClientAuthenticator:
                 client_id=exc.client_id,  # set only for a registered client
             )
             raise
+        note_principal(client_id=client.audit_id)
+        return client
 
     async def _record(self, client_id: str) -> ClientRecord | None:
         key = ("client-record", client_id)

@@ -36,6 +36,7 @@ from authsvc.oauth2.errors import (
 )
 from authsvc.oauth2.scope import is_scope_token
 from authsvc.oauth2.token_checks import TokenRevokedError, verify_live
+from authsvc.observability.request_context import note_principal
 from authsvc.security.tokens import TokenValidationError
 
 logger = logging.getLogger("authsvc")
@@ -94,6 +95,7 @@ async def _authorize(
         raise refused(exc) from None
     except TokenRevokedError as exc:
         raise InvalidTokenError(str(exc)) from None
+    note_principal(client_id=claims.get("client_id"), subject=str(claims["sub"]))
     check_scopes(_required_scopes(scope_params), scope.split())
     return {
         "X-Auth-Subject": _header_value(str(claims["sub"])),

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from authsvc.oauth2.client_auth import OAuthClient
 from authsvc.oauth2.token_endpoint import TokenRequest
+from authsvc.observability.request_context import note_principal
 from authsvc.security.tokens import build_access_token_claims
 from authsvc.services.audit import AuditType
 
@@ -57,6 +58,7 @@ class BaseGrant:
         }
         if refresh_token is not None:
             body["refresh_token"] = refresh_token
+        note_principal(client_id=client.audit_id, subject=subject)
         refreshed = self.GRANT_TYPE == "refresh_token"
         self.ctx.audit.record(
             AuditType.TOKEN_REFRESHED if refreshed else AuditType.TOKEN_ISSUED,
