@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,7 +55,7 @@ class RequestLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = incoming_request_id(scope["headers"]) or uuid.uuid4().hex
+        request_id = incoming_request_id(scope["headers"]) or secrets.token_hex(16)
         info = request_context.begin(request_id)
         id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         status = 500
