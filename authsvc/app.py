@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from authsvc import __version__
@@ -221,8 +222,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         health,
     ):
         app.include_router(module.router)
-    # Innermost of the middleware we add: whatever wraps the app (logs, headers) wraps these.
-    app.add_middleware(
-        RouteShortcuts, routes=token.SHORTCUTS, handlers=lambda: app.exception_handlers
+    # Appended, not added: innermost of the app's middleware whenever any other is added, so
+    # everything that wraps the app (CORS, headers, limits) wraps these routes too.
+    app.user_middleware.append(
+        Middleware(RouteShortcuts, routes=token.SHORTCUTS, handlers=lambda: app.exception_handlers)
     )
     return app

@@ -104,7 +104,6 @@ async def get_token_claims(
             raise refused(exc) from None
         cached = Principal.from_claims(raw)
         request.state.token_claims = cached
-        note_principal(client_id=cached.client_id, subject=cached.sub)
     check_scopes(security_scopes.scopes, cached.scopes)
     return cached
 
@@ -133,6 +132,7 @@ async def get_current_account(
         )
     except TokenRevokedError as exc:
         raise InvalidTokenError(str(exc)) from None
+    note_principal(client_id=claims.client_id, subject=claims.sub)
     # A scope removed from the user stops working at once, not when the token expires.
     check_scopes(security_scopes.scopes, claims.scopes & set(account.scope_names))
     return account
@@ -162,6 +162,7 @@ def authorize_user(
         user = live_user(session, principal.claims, denylist)
     except TokenRevokedError as exc:
         raise InvalidTokenError(str(exc)) from None
+    note_principal(client_id=principal.client_id, subject=principal.sub)
     # A scope removed from the user stops working at once, not when the token expires.
     check_scopes(required, principal.scopes & set(user.scope_names))
     return user

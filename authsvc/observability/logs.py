@@ -92,6 +92,8 @@ def logging_config(log_format: LogFormat, level: str = "INFO") -> dict[str, Any]
                 "stream": "ext://sys.stderr",
             },
         },
+        # Third-party warnings (SQLAlchemy, passlib, asyncio) in the same format.
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
         "loggers": {
             "authsvc": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},

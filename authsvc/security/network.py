@@ -30,12 +30,17 @@ class Caller:
 MAX_ADDRESS_TEXT = 64
 
 
-@lru_cache(maxsize=1024)
 def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    # Checked before the cache, so the cache only ever holds short keys.
+    if len(value) > MAX_ADDRESS_TEXT:
+        return None
+    return _parse_short(value)
+
+
+@lru_cache(maxsize=1024)
+def _parse_short(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     # Cached: every request parses its peer's address, and the same few peers come back.
     text = value.strip()
-    if len(text) > MAX_ADDRESS_TEXT:
-        return None
     # Some proxies write a port: "1.2.3.4:5678" or "[2001:db8::1]:5678".
     if text.startswith("[") and "]" in text:
         text = text[1 : text.index("]")]

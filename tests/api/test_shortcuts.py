@@ -67,6 +67,22 @@ def test_other_methods_on_a_shortcut_path_fall_through_to_405(
     assert response.headers["allow"] == "POST"
 
 
+@pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"])
+def test_posts_to_the_oauth2_endpoints_never_reach_the_router(app: FastAPI, path: str) -> None:
+    seen: list[dict[str, Any]] = []
+
+    async def recording(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await app(scope, receive, send)
+
+    with TestClient(app) as started, TestClient(recording) as client:
+        assert started.app is app
+        client.post(path, data={"grant_type": "magic", "token": "x"})
+    # The router would have put the matched route in the scope.
+    assert "route" not in seen[-1]
+    assert seen[-1]["authsvc.route"] == path
+
+
 def test_openapi_still_documents_the_shortcut_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"):
@@ -139,6 +155,21 @@ def test_an_exception_is_handled_by_the_handler_of_its_nearest_base_class() -> N
         response = client.post("/refuse")
     assert response.status_code == 418
     assert response.json() == {"refused": "RefusedLoudly"}
+
+
+def test_the_apps_catch_all_handler_is_left_to_the_server_error_middleware() -> None:
+    # ServerErrorMiddleware answers with the catch-all handler and re-raises, so the server
+    # still logs the traceback; calling the handler here would swallow the exception.
+    app = shortcut_app()
+
+    async def on_anything(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("caught", status_code=500)
+
+    app.add_exception_handler(Exception, on_anything)
+    with TestClient(app) as client, pytest.raises(KeyError):
+        client.post("/crash")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/crash").text == "caught"
 
 
 def test_an_exception_without_a_handler_reaches_the_server_error_middleware() -> None:

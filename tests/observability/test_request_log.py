@@ -131,6 +131,28 @@ def test_a_refused_token_logs_no_subject(
     assert fields["sub"] is None
 
 
+def test_a_revoked_token_logs_no_subject(
+    client: TestClient, user: dict[str, Any], access_lines: pytest.LogCaptureFixture
+) -> None:
+    token = access_token_for(client, user)
+    revoked = client.post("/oauth2/revoke", data={"token": token, "client_id": "public"})
+    assert revoked.status_code == 200
+    assert client.get("/users/me", headers=bearer(token)).status_code == 401
+    fields = http_fields(access_lines)[-1]
+    assert (fields["status"], fields["sub"], fields["client_id"]) == (401, None, None)
+
+
+def test_forward_auth_with_a_path_logs_its_template(
+    client: TestClient, user: dict[str, Any], access_lines: pytest.LogCaptureFixture
+) -> None:
+    token = access_token_for(client, user)
+    response = client.post("/auth/verify/orders/42/secret-ish", headers=bearer(token))
+    assert response.status_code == 200
+    fields = http_fields(access_lines)[-1]
+    assert fields["route"] == "/auth/verify/{path:path}"
+    assert fields["sub"] == str(user["id"])
+
+
 def test_an_unhandled_error_is_logged_as_500_and_carries_its_request_id(
     app: Any, access_lines: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from authsvc.api.deps import SAFE_METHODS, ContextDep
+from authsvc.api.request_log import ROUTE_TEMPLATE_KEY
 from authsvc.context import AppContext
 from authsvc.oauth2.bearer import (
     check_scopes,
@@ -152,11 +153,15 @@ class _AnyMethod:
     """The same endpoint for every other method. An ASGI class, because Starlette limits a
     plain function endpoint with no methods listed to GET."""
 
+    def __init__(self, template: str) -> None:
+        self.template = template
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[ROUTE_TEMPLATE_KEY] = self.template  # for the request log
         request = Request(scope, receive)
         response = await verify(request, request.app.state.ctx)
         await response(scope, receive, send)
 
 
-router.routes.append(Route("/auth/verify", _AnyMethod(), include_in_schema=False))
-router.routes.append(Route("/auth/verify/{path:path}", _AnyMethod(), include_in_schema=False))
+for _template in ("/auth/verify", "/auth/verify/{path:path}"):
+    router.routes.append(Route(_template, _AnyMethod(_template), include_in_schema=False))
