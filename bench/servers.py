@@ -162,8 +162,9 @@ def _uvicorn(app_dir: Path, target: str, port: int, *options: str) -> list[str]:
 
 @contextmanager
 def peer(workdir: Path, module: str) -> Iterator[Server]:
-    """A peer app from ``bench/peers``, served as ``authsvc serve`` serves us (uvicorn's
-    defaults, access log included), so the comparison is of the apps alone."""
+    """A peer app from ``bench/peers``, served with uvicorn's defaults (its access log on):
+    each app as it runs out of the box, as ``authsvc serve`` runs us (our own request log on,
+    uvicorn's off)."""
     port = free_port()
     env = bench_env()
     env["PEER_DATABASE_URL"] = f"sqlite+aiosqlite:///{workdir}/{module}-{port}.db"
