@@ -14,9 +14,9 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn, cast
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Select, String, Table, Uuid, bindparam, delete, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from authsvc.db.models import (
     RefreshToken,
     RevokedAccessToken,
     User,
+    UTCDateTime,
     user_scopes,
     utcnow,
 )
@@ -126,6 +127,58 @@ _USER_AND_SCOPES = (
     .outerjoin(user_scopes, user_scopes.c.user_id == _USERS.c.id)
     .where(_USERS.c.id == bindparam("p_user_id"))
 )
+
+
+# PostgreSQL: the whole rotation in one statement (data-modifying CTEs), so a refresh is one
+# round trip between BEGIN and COMMIT instead of four. Every part sees the same snapshot and
+# runs to completion: the successor is inserted for exactly the row the first UPDATE
+# consumed, and the answer carries the user and its scopes for the checks made in Python
+# (which roll the whole transaction back when they refuse). SQLite has no data-modifying CTEs
+# and keeps the four statements; both take the consuming row lock first.
+def _rotate_in_one_statement() -> Select[Any]:
+    now = bindparam("p_now", type_=UTCDateTime())
+    expires_at = bindparam("p_expires_at", type_=UTCDateTime())
+    consumed = _CONSUME.cte("consumed")
+    extended = (
+        update(_FAMILIES)
+        .where(_FAMILIES.c.id == select(consumed.c.family_id).scalar_subquery())
+        .values(last_used_at=now, expires_at=expires_at)
+        .returning(_FAMILIES.c.id, _FAMILIES.c.user_id)
+        .cte("extended")
+    )
+    added = (
+        insert(_TOKENS)
+        .from_select(
+            ["id", "token_hash", "family_id", "scope", "created_at", "expires_at"],
+            select(
+                bindparam("p_id", type_=Uuid()),
+                bindparam("p_successor_hash", type_=String()),
+                consumed.c.family_id,
+                consumed.c.scope,
+                now,
+                expires_at,
+            ),
+        )
+        .returning(_TOKENS.c.id)
+        .cte("added")
+    )
+    return (
+        select(
+            extended.c.id.label("family_id"),
+            extended.c.user_id,
+            consumed.c.scope.label("granted"),
+            _USERS.c.username,
+            _USERS.c.is_active,
+            user_scopes.c.scope_name,
+        )
+        .select_from(extended)
+        .join(consumed, true())
+        .join(added, true())
+        .join(_USERS, _USERS.c.id == extended.c.user_id)
+        .outerjoin(user_scopes, user_scopes.c.user_id == _USERS.c.id)
+    )
+
+
 _ADD_TOKEN = insert(_TOKENS).values(
     id=bindparam("p_id"),
     token_hash=bindparam("p_token_hash"),
@@ -134,6 +187,9 @@ _ADD_TOKEN = insert(_TOKENS).values(
     created_at=bindparam("p_now"),
     expires_at=bindparam("p_expires_at"),
 )
+
+
+_ROTATE_IN_ONE_STATEMENT = _rotate_in_one_statement()
 
 
 class SessionService:
@@ -201,18 +257,37 @@ class SessionService:
         """
         now = utcnow()
         token_hash = hash_refresh_token(token)
-        consumed = self.session.execute(
-            _CONSUME, {"p_token_hash": token_hash, "p_now": now, "p_client_id": client_id}
-        ).one_or_none()
-        if consumed is None:
-            self.session.rollback()
-            self._explain_refusal(token_hash, client_id, now)
-        family_id, granted = consumed
-        user_id = self.session.execute(
-            _EXTEND_FAMILY,
-            {"p_family_id": family_id, "p_now": now, "p_expires_at": now + self.refresh_ttl},
-        ).scalar_one()
-        rows = self.session.execute(_USER_AND_SCOPES, {"p_user_id": user_id}).all()
+        successor: str | None = None
+        if self.session.get_bind().dialect.name == "postgresql":
+            successor = new_refresh_token()
+            rows = self.session.execute(
+                _ROTATE_IN_ONE_STATEMENT,
+                {
+                    "p_token_hash": token_hash,
+                    "p_now": now,
+                    "p_client_id": client_id,
+                    "p_expires_at": now + self.refresh_ttl,
+                    "p_id": uuid.uuid4(),
+                    "p_successor_hash": hash_refresh_token(successor),
+                },
+            ).all()
+            if not rows:
+                self.session.rollback()
+                self._explain_refusal(token_hash, client_id, now)
+            family_id, user_id, granted = rows[0].family_id, rows[0].user_id, rows[0].granted
+        else:
+            consumed = self.session.execute(
+                _CONSUME, {"p_token_hash": token_hash, "p_now": now, "p_client_id": client_id}
+            ).one_or_none()
+            if consumed is None:
+                self.session.rollback()
+                self._explain_refusal(token_hash, client_id, now)
+            family_id, granted = consumed
+            user_id = self.session.execute(
+                _EXTEND_FAMILY,
+                {"p_family_id": family_id, "p_now": now, "p_expires_at": now + self.refresh_ttl},
+            ).scalar_one()
+            rows = self.session.execute(_USER_AND_SCOPES, {"p_user_id": user_id}).all()
         if not rows or not rows[0].is_active:
             self.session.rollback()
             raise RefreshTokenError("the user is disabled")
@@ -228,7 +303,8 @@ class SessionService:
         except InvalidScopeError:
             self.session.rollback()
             raise
-        successor = self._add_token(family_id, granted, now)
+        if successor is None:
+            successor = self._add_token(family_id, granted, now)
         self.session.commit()
         return Rotation(
             refresh_token=successor,

@@ -16,7 +16,7 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from jose import jwt
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.config import Settings
@@ -368,6 +368,21 @@ def test_refresh_may_not_widen_the_scope(client: TestClient, reader: dict[str, A
     response = refresh(client, first["refresh_token"], scope="read write")
 
     assert_oauth_error(response, 400, "invalid_scope", "Scope not allowed: write")
+
+
+def test_refresh_refused_for_a_wider_scope_is_not_consumed_and_adds_no_token(
+    client: TestClient, reader: dict[str, Any], sessions: sessionmaker[Session]
+) -> None:
+    first = login(client, reader, scope="read")
+    with sessions() as session:
+        tokens_before = session.scalar(select(func.count()).select_from(RefreshToken))
+
+    refused = refresh(client, first["refresh_token"], scope="read write")
+
+    assert_oauth_error(refused, 400, "invalid_scope", "Scope not allowed: write")
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(RefreshToken)) == tokens_before
+    assert refresh(client, first["refresh_token"]).status_code == 200
 
 
 def test_refresh_without_scope_does_not_widen_a_narrow_grant(
