@@ -37,6 +37,7 @@ from authsvc.api.routes import (
     wellknown,
 )
 from authsvc.api.routes.docs import install_docs
+from authsvc.api.security_headers import SecurityHeaders
 from authsvc.api.shortcuts import RouteShortcuts
 from authsvc.config import Settings, load_settings
 from authsvc.context import AppContext, build_context
@@ -148,8 +149,9 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 
 class _AuthsvcApp(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
-        # Outside ServerErrorMiddleware, so a 500 is logged and carries its request id too.
-        return RequestLog(super().build_middleware_stack())
+        # Outside ServerErrorMiddleware, so a 500 is logged and carries its request id and
+        # the security headers too.
+        return RequestLog(SecurityHeaders(super().build_middleware_stack()))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -487,9 +487,12 @@ def test_failures_from_one_address_answer_429_even_to_good_credentials(
     assert sorted(name for name, _ in stable_headers(response)) == [
         "cache-control",
         "content-length",
+        "content-security-policy",
         "content-type",
         "pragma",
+        "referrer-policy",
         "retry-after",
+        "x-content-type-options",
     ]
     # Neither account got near its lockout threshold.
     assert lockout_row(client, "alice") == (1, None)
