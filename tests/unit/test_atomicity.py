@@ -19,6 +19,7 @@ from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.db.models import RefreshToken, User, user_scopes
 from authsvc.security.passwords import PasswordHasher
+from authsvc.services import sessions as sessions_module
 from authsvc.services.sessions import RefreshTokenError, SessionService
 from authsvc.services.users import NewUser, ScopeService, UserService
 from tests.helpers import TEST_BCRYPT_ROUNDS
@@ -62,14 +63,16 @@ def token_rows(sessions: Sessions) -> int:
         return int(session.scalar(select(func.count()).select_from(RefreshToken)) or 0)
 
 
-def test_crash_before_the_successor_is_stored_leaves_the_old_token_usable(
+def test_crash_after_the_consuming_update_leaves_the_old_token_usable(
     sessions: Sessions, refresh_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def crash(*args: object, **kwargs: object) -> str:
         raise Crash
 
+    # The scope check runs after the token was consumed (and, on PostgreSQL, after the
+    # successor was inserted by the same statement), before the commit.
     with monkeypatch.context() as patch, sessions() as session:
-        patch.setattr(SessionService, "_add_token", crash)
+        patch.setattr(sessions_module, "grant_scopes", crash)
         with pytest.raises(Crash):
             SessionService(session, TTL).rotate(refresh_token, "web", None)
         session.rollback()  # what closing a crashed session amounts to
