@@ -22,9 +22,11 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from authsvc import __version__
+from authsvc.api.body_limit import BodyLimit
 from authsvc.api.request_log import RequestLog
 from authsvc.api.routes import (
     admin,
@@ -148,10 +150,25 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 
 
 class _AuthsvcApp(FastAPI):
+    settings: Settings
+
     def build_middleware_stack(self) -> ASGIApp:
         # Outside ServerErrorMiddleware, so a 500 is logged and carries its request id and
-        # the security headers too.
-        return RequestLog(SecurityHeaders(super().build_middleware_stack()))
+        # the security headers too; CORS outside the body limit, so a browser can read a 413.
+        app: ASGIApp = BodyLimit(super().build_middleware_stack(), self.settings.max_body_bytes)
+        origins = self.settings.cors_origin_list
+        if origins:
+            app = CORSMiddleware(
+                app,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                # Bearer tokens travel in a header the script sets: no cookies, no credentials.
+                allow_credentials=False,
+                expose_headers=["WWW-Authenticate", "Retry-After", "X-Request-ID"],
+                max_age=600,
+            )
+        return RequestLog(SecurityHeaders(app))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -202,6 +219,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         swagger_ui_parameters={"persistAuthorization": False},
     )
+    app.settings = resolved
     install_docs(app)
     _redact_access_log()
     app.add_exception_handler(OAuth2Error, oauth2_error_handler)

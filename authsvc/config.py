@@ -7,6 +7,7 @@ they need one, so tests can pass their own.
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,8 @@ Algorithm = Literal["RS256", "ES256", "HS256"]
 LogFormat = Literal["text", "json"]
 
 ENV_PREFIX = "AUTHSVC_"
+# A serialized origin as browsers send it (RFC 6454 §6.2): no path, no trailing slash.
+_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
 class SettingsError(Exception):
@@ -72,6 +75,11 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # One line per request and every other log line: readable text, or one JSON object each.
     log_format: LogFormat = "text"
+    # Bodies over this many bytes are refused with 413 before they are read whole.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=16 * 1024, le=1024 * 1024 * 1024)
+    # Comma-separated browser origins (scheme://host[:port]) allowed to call the API from
+    # scripts (CORS). Empty: no cross-origin access at all.
+    cors_origins: str = ""
     # A cookie /auth/verify reads the bearer token from when no Authorization header is sent
     # (browsers behind a proxy). RFC 6265 cookie-name: an HTTP token.
     forward_auth_cookie: str | None = Field(
@@ -96,6 +104,16 @@ class Settings(BaseSettings):
                     ipaddress.ip_network(item.strip(), strict=False)
                 except ValueError:
                     raise ValueError(f"not an address or network: {item.strip()!r}") from None
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_origins_are_origins(cls, value: str) -> str:
+        for item in value.split(","):
+            origin = item.strip()
+            if origin and not _ORIGIN.fullmatch(origin):
+                # "*" included: with Authorization headers in play, every origin must be named.
+                raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
         return value
 
     @field_validator("redis_url")
@@ -135,6 +153,11 @@ class Settings(BaseSettings):
                 "must be set together"
             )
         return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        # Browsers send scheme and host in lower case; the match is exact string equality.
+        return [item.strip().lower() for item in self.cors_origins.split(",") if item.strip()]
 
     @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

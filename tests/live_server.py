@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from tests.helpers import authsvc_command, private_schema
 
@@ -242,3 +244,27 @@ def seed_reports_users(server: Server) -> Seeded:
         )
         seeded.users[username] = created["id"]
     return seeded
+
+
+@dataclass
+class ThreadedServer:
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def serve_in_thread(app: Any, port: int) -> ThreadedServer:
+    """Run ``app`` under uvicorn on 127.0.0.1:``port`` until ``stop()``."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    return ThreadedServer(server, thread)

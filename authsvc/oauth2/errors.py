@@ -109,6 +109,16 @@ class TemporarilyUnavailableError(OAuth2Error):
         return {**super().headers(), "Retry-After": str(self.retry_after)}
 
 
+class RequestTooLargeError(OAuth2Error):
+    """A body over the configured cap: 413 (RFC 9110 §15.5.14), coded ``invalid_request``."""
+
+    error = "invalid_request"
+    status_code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than {limit} bytes")
+
+
 class RateLimitedError(OAuth2Error):
     """Too many failures from one address: 429 with Retry-After (RFC 6585 §4).
 
@@ -188,6 +198,10 @@ class InsufficientScopeError(BearerError):
         return {**super().body(), "scope": " ".join(self.required)}
 
 
+def oauth2_error_response(exc: OAuth2Error) -> Response:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+
+
 async def oauth2_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OAuth2Error)  # noqa: S101 - registered for OAuth2Error only
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+    return oauth2_error_response(exc)

@@ -14,10 +14,15 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 
-from authsvc.oauth2.errors import InvalidRequestError, UnsupportedGrantTypeError
+from authsvc.oauth2.errors import (
+    InvalidRequestError,
+    RequestTooLargeError,
+    UnsupportedGrantTypeError,
+)
 from authsvc.oauth2.throttle import Throttle
 from authsvc.security.network import Caller
 
+# Far below AUTHSVC_MAX_BODY_BYTES: no token request needs more, and the form is parsed whole.
 MAX_BODY_BYTES = 16 * 1024
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 FORM_MEDIA_TYPE = FORM_CONTENT_TYPE.encode()
@@ -52,7 +57,7 @@ async def _read_body(request: Request) -> bytes:
         async for chunk in request.stream():
             size += len(chunk)
             if size > MAX_BODY_BYTES:
-                raise InvalidRequestError("Request body too large")
+                raise RequestTooLargeError(MAX_BODY_BYTES)
             chunks.append(chunk)
     except ClientDisconnect:
         raise InvalidRequestError("Incomplete request body") from None

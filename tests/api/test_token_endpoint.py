@@ -493,10 +493,12 @@ def test_body_of_exactly_16_kib_is_accepted(client: TestClient, user: dict[str, 
     assert response.status_code == 200
 
 
-def test_body_over_16_kib_is_invalid_request(client: TestClient, user: dict[str, Any]) -> None:
+def test_body_over_16_kib_is_413_invalid_request(client: TestClient, user: dict[str, Any]) -> None:
     response = post_raw(client, _padded_body(16 * 1024 + 1))
 
-    assert_oauth_error(response, 400, "invalid_request", "Request body too large")
+    assert_oauth_error(
+        response, 413, "invalid_request", "The request body is larger than 16384 bytes"
+    )
 
 
 def test_more_than_64_form_fields_is_invalid_request(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,13 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-import uvicorn
 
 from authsvc.app import create_app
 from authsvc.config import Settings
 from authsvc.security.keys import SigningKey
 from tests.helpers import Forger, user_claims
-from tests.live_server import free_port
+from tests.live_server import free_port, serve_in_thread
 
 
 @pytest.fixture
@@ -40,30 +38,6 @@ def settings(make_settings: Callable[..., Settings], gateway_port: int) -> Setti
 def forger(signing_key: SigningKey, user: dict[str, Any], settings: Settings) -> Forger:
     """The conftest forger, with the ``iss`` of this directory's gateway (its loopback URL)."""
     return Forger(signing_key, lambda: user_claims(user) | {"iss": settings.issuer})
-
-
-@dataclass
-class ThreadedServer:
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-def serve_in_thread(app: Any, port: int) -> ThreadedServer:
-    """Run ``app`` under uvicorn on 127.0.0.1:``port`` until ``stop()``."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    return ThreadedServer(server, thread)
 
 
 @pytest.fixture
