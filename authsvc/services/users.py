@@ -23,6 +23,9 @@ from authsvc.oauth2.scope import is_scope_token
 from authsvc.services.sessions import revoke_user_families
 
 USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
+# Scripts written together (UTS #39 "highly restrictive"): a Japanese, Chinese or Korean name
+# may mix these with each other and with one alphabet; any other mix is refused.
+_EAST_ASIAN_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO"})
 
 
 class UserServiceError(Exception):
@@ -51,7 +54,20 @@ def normalize_username(username: str) -> str:
         normalized.casefold()
     ):
         raise ValueError("username must be 1 to 150 letters, digits or . @ + - _ characters")
+    if _mixes_alphabets(normalized):
+        # "\u0430dmin" (Cyrillic "a") is another account that reads as "admin": a name may
+        # use one alphabet only (NFKC has already folded full-width and styled letters).
+        raise ValueError("username must not mix alphabets, such as Latin and Cyrillic letters")
     return normalized
+
+
+def _mixes_alphabets(name: str) -> bool:
+    scripts = {
+        unicodedata.name(char, "?").split(" ", 1)[0]
+        for char in name
+        if unicodedata.category(char).startswith("L")
+    }
+    return len(scripts - _EAST_ASIAN_SCRIPTS) > 1
 
 
 def username_key(username: str) -> str:
