@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp
 from authsvc import __version__
 from authsvc.api.body_limit import BodyLimit
 from authsvc.api.request_log import RequestLog
+from authsvc.api.responses import document_body_limit, validation_error_handler
 from authsvc.api.routes import (
     admin,
     admin_audit,
@@ -221,8 +223,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.settings = resolved
     install_docs(app)
+    document_body_limit(app)
     _redact_access_log()
     app.add_exception_handler(OAuth2Error, oauth2_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(OperationalError, database_unavailable_handler)
     app.add_exception_handler(PoolTimeoutError, database_unavailable_handler)
     if resolved.redis_url is not None:

@@ -113,6 +113,25 @@ class TokenResponse(BaseModel):
     token_type: str = "Bearer"  # noqa: S105 - RFC 6750 token type, not a secret
     expires_in: int
     scope: str
+    # The password and refresh_token grants only (RFC 6749 §4.4.3: none for a client).
+    refresh_token: str | None = None
+
+
+class IntrospectionResponse(BaseModel):
+    """RFC 7662 §2.2; an inactive, unknown or foreign token is ``{"active": false}`` alone."""
+
+    active: bool
+    scope: str | None = None
+    client_id: str | None = None
+    username: str | None = None
+    token_type: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    nbf: int | None = None
+    sub: str | None = None
+    aud: str | list[str] | None = None
+    iss: str | None = None
+    jti: str | None = None
 
 
 class SessionOut(BaseModel):

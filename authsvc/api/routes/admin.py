@@ -6,8 +6,10 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from authsvc.api.deps import AdminUser, AuditDep, ContextDep, SessionDep, require_scopes
+from authsvc.api.responses import SCOPED, Responses, detail, unprocessable
 from authsvc.db.models import User
 from authsvc.schemas import (
     AdminUserUpdate,
@@ -31,11 +33,17 @@ from authsvc.services.users import (
 
 ADMIN_SCOPE = "admin"
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[require_scopes(ADMIN_SCOPE)])
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[require_scopes(ADMIN_SCOPE)],
+    responses=SCOPED,
+)
+NOT_FOUND: Responses = {404: detail("User not found")}
 
 
-def _unknown_scope(exc: UnknownScopeError) -> HTTPException:
-    return HTTPException(422, f"Unknown scope: {' '.join(exc.names)}")
+def _unknown_scope(exc: UnknownScopeError) -> RequestValidationError:
+    return unprocessable(("body", "scopes"), f"Unknown scope: {' '.join(exc.names)}")
 
 
 def _get_user_or_404(service: UserService, user_id: uuid.UUID) -> User:
@@ -55,7 +63,12 @@ def list_users(
     return UserPage(items=[UserOut.model_validate(user) for user in users], total=total)
 
 
-@router.post("/users", response_model=UserOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/users",
+    response_model=UserOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: detail("Username already taken")},
+)
 def create_user(body: UserCreate, session: SessionDep, ctx: ContextDep, audit: AuditDep) -> UserOut:
     new = NewUser(
         username=body.username,
@@ -81,12 +94,16 @@ def create_user(body: UserCreate, session: SessionDep, ctx: ContextDep, audit: A
     return UserOut.model_validate(user)
 
 
-@router.get("/users/{user_id}", response_model=UserOut)
+@router.get("/users/{user_id}", response_model=UserOut, responses=NOT_FOUND)
 def read_user(user_id: uuid.UUID, session: SessionDep) -> UserOut:
     return UserOut.model_validate(_get_user_or_404(UserService(session), user_id))
 
 
-@router.patch("/users/{user_id}", response_model=UserOut)
+@router.patch(
+    "/users/{user_id}",
+    response_model=UserOut,
+    responses={**NOT_FOUND, 409: detail("Admins cannot disable or demote themselves")},
+)
 def update_user(
     user_id: uuid.UUID,
     body: AdminUserUpdate,
@@ -125,7 +142,11 @@ def update_user(
     return UserOut.model_validate(updated)
 
 
-@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/users/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**NOT_FOUND, 409: detail("Admins cannot delete themselves")},
+)
 def delete_user(
     user_id: uuid.UUID, admin: AdminUser, session: SessionDep, audit: AuditDep
 ) -> Response:
@@ -139,7 +160,7 @@ def delete_user(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/users/{user_id}/sessions", response_model=list[SessionOut])
+@router.get("/users/{user_id}/sessions", response_model=list[SessionOut], responses=NOT_FOUND)
 def list_user_sessions(
     user_id: uuid.UUID, session: SessionDep, ctx: ContextDep
 ) -> list[SessionOut]:
@@ -148,7 +169,11 @@ def list_user_sessions(
     return [SessionOut.model_validate(family) for family in families]
 
 
-@router.delete("/users/{user_id}/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/users/{user_id}/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: detail("User or session not found")},
+)
 def revoke_user_session(
     user_id: uuid.UUID,
     session_id: uuid.UUID,
@@ -169,7 +194,11 @@ def revoke_user_session(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/users/{user_id}/revoke-sessions", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/users/{user_id}/revoke-sessions",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=NOT_FOUND,
+)
 def revoke_all_user_sessions(
     user_id: uuid.UUID, session: SessionDep, ctx: ContextDep, audit: AuditDep
 ) -> Response:
@@ -185,7 +214,12 @@ def list_scopes(session: SessionDep) -> list[ScopeOut]:
     return [ScopeOut.model_validate(scope) for scope in ScopeService(session).all()]
 
 
-@router.post("/scopes", response_model=ScopeOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/scopes",
+    response_model=ScopeOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={409: detail("Scope already exists")},
+)
 def create_scope(body: ScopeCreate, session: SessionDep, audit: AuditDep) -> ScopeOut:
     try:
         scope = ScopeService(session).create(body.name, body.description)

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
-from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 
 from authsvc.api.deps import SessionDep, authorize_user, require_scopes
+from authsvc.api.responses import SCOPED, unprocessable
 from authsvc.context import AppContext
 from authsvc.oauth2.bearer import refuse_websocket, refused, token_from_websocket
 from authsvc.oauth2.errors import OAuth2Error, TemporarilyUnavailableError
@@ -38,7 +38,12 @@ RECHECK_INTERVAL = 5.0
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
-@router.get("/audit", response_model=AuditPage, dependencies=[require_scopes(ADMIN_SCOPE)])
+@router.get(
+    "/audit",
+    response_model=AuditPage,
+    dependencies=[require_scopes(ADMIN_SCOPE)],
+    responses=SCOPED,
+)
 def list_audit_events(
     session: SessionDep,
     types: Annotated[
@@ -55,7 +60,7 @@ def list_audit_events(
 ) -> AuditPage:
     """Newest first. Page on with ``before=next_before`` until it is null."""
     if any(not _EVENT_TYPE.fullmatch(name) for name in types or ()):
-        raise RequestValidationError([{"loc": ("query", "type"), "msg": "not an event type"}])
+        raise unprocessable(("query", "type"), "not an event type")
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)  # a time without an offset is read as UTC
     events = AuditQuery(session).page(

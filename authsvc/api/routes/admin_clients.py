@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from authsvc.api.deps import AuditDep, SessionDep, require_scopes
+from authsvc.api.responses import SCOPED, Responses, detail, unprocessable
 from authsvc.db.models import Client
 from authsvc.schemas import (
     ClientCreate,
@@ -21,7 +23,13 @@ from authsvc.services.clients import ClientService, InvalidClientConfigError, Ne
 from authsvc.services.sessions import SessionService
 from authsvc.services.users import UnknownScopeError
 
-router = APIRouter(prefix="/admin/clients", tags=["admin"], dependencies=[require_scopes("admin")])
+router = APIRouter(
+    prefix="/admin/clients",
+    tags=["admin"],
+    dependencies=[require_scopes("admin")],
+    responses=SCOPED,
+)
+NOT_FOUND: Responses = {404: detail("Client not found")}
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -33,8 +41,9 @@ def _get_or_404(service: ClientService, client_id: str) -> Client:
     return client
 
 
-def _invalid(exc: Exception) -> HTTPException:
-    return HTTPException(422, str(exc))
+def _invalid(exc: Exception) -> RequestValidationError:
+    field = "scopes" if isinstance(exc, UnknownScopeError) else "grant_types"
+    return unprocessable(("body", field), str(exc))
 
 
 @router.get("", response_model=ClientPage)
@@ -73,12 +82,12 @@ def create_client(
     return ClientCreated(**ClientOut.model_validate(client).model_dump(), client_secret=secret)
 
 
-@router.get("/{client_id}", response_model=ClientOut)
+@router.get("/{client_id}", response_model=ClientOut, responses=NOT_FOUND)
 def read_client(client_id: str, session: SessionDep) -> ClientOut:
     return ClientOut.model_validate(_get_or_404(ClientService(session), client_id))
 
 
-@router.patch("/{client_id}", response_model=ClientOut)
+@router.patch("/{client_id}", response_model=ClientOut, responses=NOT_FOUND)
 def update_client(
     client_id: str, body: ClientUpdate, session: SessionDep, audit: AuditDep
 ) -> ClientOut:
@@ -94,7 +103,7 @@ def update_client(
     return updated
 
 
-@router.delete("/{client_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{client_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 def delete_client(client_id: str, session: SessionDep, audit: AuditDep) -> Response:
     service = ClientService(session)
     client = _get_or_404(service, client_id)
@@ -106,7 +115,11 @@ def delete_client(client_id: str, session: SessionDep, audit: AuditDep) -> Respo
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{client_id}/secret", response_model=ClientSecretOut)
+@router.post(
+    "/{client_id}/secret",
+    response_model=ClientSecretOut,
+    responses={**NOT_FOUND, 409: detail("A public client has no secret")},
+)
 def rotate_client_secret(
     client_id: str, session: SessionDep, response: Response, audit: AuditDep
 ) -> ClientSecretOut:

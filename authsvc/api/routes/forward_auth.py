@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from authsvc.api.deps import SAFE_METHODS, ContextDep
 from authsvc.api.request_log import ROUTE_TEMPLATE_KEY
+from authsvc.api.responses import SCOPED
 from authsvc.context import AppContext
 from authsvc.oauth2.bearer import (
     check_scopes,
@@ -122,9 +123,8 @@ _SCOPE_PARAMETER = {
     openapi_extra={"parameters": [_SCOPE_PARAMETER]},
     responses={
         200: {"description": "Allowed; identity in X-Auth-Subject, -Username, -Scopes, -Client-Id"},
-        401: {"description": "No token, or a bad one (RFC 6750 challenge)"},
-        403: {"description": "The token lacks a required scope"},
-        503: {"description": "The database is unavailable"},
+        # A malformed request is a 401 here, not a 400: a proxy passes on only these.
+        **{status: SCOPED[status] for status in _ANSWERS if status != 200},
     },
 )
 async def verify(request: Request, ctx: ContextDep) -> Response:

@@ -7,13 +7,14 @@ import uuid
 from fastapi import APIRouter, HTTPException, Response, status
 
 from authsvc.api.deps import AuditDep, ContextDep, CurrentAccount, CurrentUser, SessionDep
+from authsvc.api.responses import BEARER, DetailBody, OAuth2ErrorBody, detail
 from authsvc.schemas import PasswordChange, SessionOut, UserOut, UserSelfUpdate
 from authsvc.services.audit import FAILURE, AuditType
 from authsvc.services.lockout import AccountLockout, is_locked
 from authsvc.services.sessions import SessionService
 from authsvc.services.users import UserService
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], responses=BEARER)
 
 
 @router.get("/me", response_model=UserOut)
@@ -26,7 +27,16 @@ def update_me(body: UserSelfUpdate, user: CurrentUser, session: SessionDep) -> U
     return UserOut.model_validate(UserService(session).update(user, body.changes()))
 
 
-@router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
+@router.post(
+    "/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        400: {
+            "model": OAuth2ErrorBody | DetailBody,
+            "description": "The current password is incorrect (or a malformed Authorization)",
+        }
+    },
+)
 def change_my_password(
     body: PasswordChange,
     user: CurrentUser,
@@ -69,7 +79,11 @@ def list_my_sessions(
     return [SessionOut.model_validate(family) for family in sessions]
 
 
-@router.delete("/me/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/me/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: detail("No such session of yours")},
+)
 def revoke_my_session(
     session_id: uuid.UUID,
     user: CurrentUser,
