@@ -23,10 +23,10 @@ from bench import scenarios, wrk
 from bench.measure import Options, Row
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PARTS = ("gateway", "es256", "refresh", "logins", "peers")
+PARTS = ("gateway", "es256", "refresh", "logins", "timing", "peers")
 
 
-def run(options: Options, parts: list[str], cost: int, workdir: Path) -> dict[str, Any]:
+def run(options: Options, parts: list[str], cost: int, tries: int, workdir: Path) -> dict[str, Any]:
     rows: list[Row] = []
     facts: dict[str, Any] = {}
     steps: dict[str, Callable[[], list[Row]]] = {
@@ -34,6 +34,7 @@ def run(options: Options, parts: list[str], cost: int, workdir: Path) -> dict[st
         "es256": lambda: scenarios.es256_grants(options, workdir),
         "refresh": lambda: scenarios.refreshes(options, workdir, facts),
         "logins": lambda: scenarios.logins(options, workdir, facts, cost),
+        "timing": lambda: scenarios.login_timing(workdir, facts, cost, tries),
         "peers": lambda: scenarios.peers(options, workdir),
     }
     for part in parts:
@@ -84,6 +85,12 @@ def main() -> None:
         "--bcrypt-cost", type=int, default=12, help="bcrypt cost for the login storm"
     )
     parser.add_argument(
+        "--timing-tries",
+        type=int,
+        default=200,
+        help="logins each for an unknown user and a wrong password (the timing part)",
+    )
+    parser.add_argument(
         "--results", type=Path, default=RESULTS, help="where latest.json and latest.md go"
     )
     args = parser.parse_args()
@@ -94,7 +101,7 @@ def main() -> None:
     options = Options(args.seconds, args.rounds, args.connections)
     wrk.require_wrk()
     with tempfile.TemporaryDirectory(prefix="authsvc-bench-") as scratch:
-        outcome = run(options, parts, args.bcrypt_cost, Path(scratch))
+        outcome = run(options, parts, args.bcrypt_cost, args.timing_tries, Path(scratch))
     table = markdown(outcome["rows"], outcome["facts"], options)
     print(table)
     results: Path = args.results

@@ -293,6 +293,69 @@ def logins(options: Options, workdir: Path, facts: dict[str, Any], cost: int) ->
     ]
 
 
+def _p99_ms(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98] * 1000 if len(samples) > 1 else float("nan")
+
+
+def login_timing(workdir: Path, facts: dict[str, Any], cost: int, tries: int) -> list[Row]:
+    """Issue 7: can login latency tell an unknown username from a known one?
+
+    ``tries`` logins each for an unknown user and for a known user with a wrong password,
+    one at a time on one connection, alternating (A B B A), at the configured bcrypt cost.
+    Lockout and throttling are off, so every wrong password takes the password path. The
+    medians' difference is reported against one bcrypt verify; the goal is under 5%.
+    """
+    verify = bcrypt_verify_seconds(cost)
+    settings = {
+        "AUTHSVC_BCRYPT_ROUNDS": str(cost),
+        "AUTHSVC_LOCKOUT_THRESHOLD": "0",
+        "AUTHSVC_RATE_LIMIT_FAILURES": "0",
+    }
+    username = servers.ADMIN[0]
+    forms = {
+        "unknown": {"username": "no-such-user", "password": "wrong-password-1"},
+        "wrong": {"username": username, "password": "wrong-password-1"},
+    }
+    times: dict[str, list[float]] = {"unknown": [], "wrong": []}
+    with (
+        servers.gateway(workdir, "gateway-timing", pin=False, settings=settings) as gateway,
+        httpx.Client(base_url=gateway.url, timeout=60) as client,
+    ):
+
+        def attempt(kind: str) -> None:
+            started = time.perf_counter()
+            response = client.post("/oauth2/token", data={"grant_type": "password", **forms[kind]})
+            times[kind].append(time.perf_counter() - started)
+            if response.status_code != 400:
+                raise RuntimeError(f"login timing: {kind} answered {response.status_code}")
+
+        for kind in forms:  # warm up: first requests pay for imports and connections
+            attempt(kind)
+        times = {"unknown": [], "wrong": []}
+        for _ in range((tries + 1) // 2):
+            for kind in ("unknown", "wrong", "wrong", "unknown"):
+                attempt(kind)
+    unknown = statistics.median(times["unknown"])
+    wrong = statistics.median(times["wrong"])
+    facts["login_timing_tries_each"] = len(times["unknown"])
+    facts["login_timing_unknown_user_median_ms"] = round(unknown * 1000, 2)
+    facts["login_timing_wrong_password_median_ms"] = round(wrong * 1000, 2)
+    facts["login_timing_difference_of_one_verify"] = round(abs(unknown - wrong) / verify, 4)
+    facts["login_timing_goal"] = "difference < 0.05 of one verify"
+    # As a row: sequential logins per second, the wrong password as the baseline.
+    return [
+        Row(
+            name="one login at a time, unknown user",
+            baseline="known user, wrong password",
+            rate=1 / unknown,
+            baseline_rate=1 / wrong,
+            p99_ms=_p99_ms(times["unknown"]),
+            baseline_p99_ms=_p99_ms(times["wrong"]),
+            goal="medians differ by < 5% of one verify (facts)",
+        )
+    ]
+
+
 def peers(options: Options, workdir: Path) -> list[Row]:
     """Item 7: the same protected-route work in a FastAPI docs tutorial app and in
     fastapi-users, each against its own bare route, and fastapi-users against us."""

@@ -1,4 +1,4 @@
-"""The benchmark harness keeps working: one tiny run of its gateway and refresh parts.
+"""The benchmark harness keeps working: tiny runs of its gateway, refresh and timing parts.
 
 Timings never go into the suite; this only proves ``python -m bench`` starts its servers,
 drives them with wrk and writes its table. Without wrk (Debian package ``wrk``) it skips,
@@ -53,3 +53,22 @@ def test_bench_gateway_and_refresh_parts_run_and_write_the_table(wrk: str, tmp_p
     table = (tmp_path / "latest.md").read_text()
     assert "| gateway /users/me (full chain) |" in table
     assert table == result.stdout.rstrip("\n") + "\n"
+
+
+def test_bench_timing_part_reports_both_medians_against_one_verify(
+    wrk: str, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "bench", "--only", "timing", "--bcrypt-cost", "4"]
+    command += ["--timing-tries", "4", "--results", str(tmp_path)]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcome = json.loads((tmp_path / "latest.json").read_text())
+    assert [row["name"] for row in outcome["rows"]] == ["one login at a time, unknown user"]
+    facts = outcome["facts"]
+    assert facts["login_timing_tries_each"] == 4
+    assert facts["login_timing_unknown_user_median_ms"] > 0
+    assert facts["login_timing_wrong_password_median_ms"] > 0
+    assert facts["login_timing_difference_of_one_verify"] >= 0
