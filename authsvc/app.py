@@ -40,6 +40,7 @@ from authsvc.api.routes import (
     users,
     wellknown,
 )
+from authsvc.api.routes import metrics as metrics_route
 from authsvc.api.routes.docs import install_docs
 from authsvc.api.security_headers import SecurityHeaders
 from authsvc.api.shortcuts import RouteShortcuts
@@ -53,6 +54,7 @@ from authsvc.oauth2.rfc7009 import RevocationEndpoint
 from authsvc.oauth2.rfc7662 import IntrospectionEndpoint
 from authsvc.oauth2.throttle import Throttle
 from authsvc.oauth2.token_endpoint import TokenEndpoint
+from authsvc.observability.metrics import Metrics
 from authsvc.services.counters import SqlCounterStore
 from authsvc.services.sessions import SessionService
 
@@ -153,6 +155,7 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 
 class _AuthsvcApp(FastAPI):
     settings: Settings
+    metrics: Metrics
 
     def build_middleware_stack(self) -> ASGIApp:
         # Outside ServerErrorMiddleware, so a 500 is logged and carries its request id and
@@ -170,15 +173,16 @@ class _AuthsvcApp(FastAPI):
                 expose_headers=["WWW-Authenticate", "Retry-After", "X-Request-ID"],
                 max_age=600,
             )
-        return RequestLog(SecurityHeaders(app))
+        return RequestLog(SecurityHeaders(app), metrics=self.metrics)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     resolved = settings if settings is not None else load_settings()
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = build_context(resolved)
+        ctx = build_context(resolved, metrics)
         throttle = Throttle(ctx.failure_limiter)
         ctx.token_endpoint = TokenEndpoint(build_grants(ctx), throttle)
         ctx.introspection_endpoint = IntrospectionEndpoint(ctx, throttle)
@@ -209,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await run_in_threadpool(ctx.audit.close)
             ctx.engine.dispose()
             ctx.hasher.close()
+            metrics.process_exited()
             if ctx.redis is not None:
                 ctx.redis.close()
 
@@ -222,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_parameters={"persistAuthorization": False},
     )
     app.settings = resolved
+    app.metrics = metrics
     install_docs(app)
     document_body_limit(app)
     _redact_access_log()
@@ -244,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_audit,
         forward_auth,
         health,
+        metrics_route,
     ):
         app.include_router(module.router)
     # Appended, not added: innermost of the app's middleware whenever any other is added, so

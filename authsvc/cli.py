@@ -6,8 +6,11 @@ with exit status 2, instead of a traceback.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -20,6 +23,7 @@ from authsvc.config import Settings, SettingsError, load_settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.db.migrate import current_revision, upgrade
 from authsvc.observability.logs import logging_config
+from authsvc.observability.metrics import MULTIPROCESS_DIR_ENV
 from authsvc.security.keys import (
     KeySet,
     KeyStoreError,
@@ -107,18 +111,40 @@ def serve(
     # the handler that was there before it: make that an exit with status 0, since stopping
     # when asked is a clean exit for a process manager.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    uvicorn.run(
-        "authsvc.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        proxy_headers=False,
-        # Our request log (api.request_log) replaces uvicorn's access log.
-        access_log=False,
-        log_config=logging_config(settings.log_format),
-        timeout_graceful_shutdown=settings.shutdown_timeout or None,  # 0: wait forever
-    )
+    metrics_dir = _shared_metrics_dir(workers)
+    try:
+        uvicorn.run(
+            "authsvc.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=False,
+            # Our request log (api.request_log) replaces uvicorn's access log.
+            access_log=False,
+            log_config=logging_config(settings.log_format),
+            timeout_graceful_shutdown=settings.shutdown_timeout or None,  # 0: wait forever
+        )
+    finally:
+        if metrics_dir is not None:
+            metrics_dir.cleanup()
+
+
+def _shared_metrics_dir(workers: int) -> tempfile.TemporaryDirectory[str] | None:
+    """Several workers keep their metrics in files one scrape adds up (prometheus-client's
+    multiprocess mode). An operator's PROMETHEUS_MULTIPROC_DIR is emptied of a previous run's
+    files; without one, a private directory lives as long as this command."""
+    if workers == 1:
+        return None
+    configured = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if configured:
+        for stale in Path(configured).glob("*.db"):
+            stale.unlink()
+        return None
+    created = tempfile.TemporaryDirectory(prefix="authsvc-metrics-")
+    # Set before uvicorn spawns the workers, which read it when they import prometheus-client.
+    os.environ[MULTIPROCESS_DIR_ENV] = created.name
+    return created
 
 
 def _exit_cleanly(signum: int, frame: FrameType | None) -> None:

@@ -22,6 +22,12 @@ ENV_PREFIX = "AUTHSVC_"
 _ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 
 
+def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(
+        ipaddress.ip_network(item.strip(), strict=False) for item in text.split(",") if item.strip()
+    )
+
+
 class SettingsError(Exception):
     """A setting is invalid; the message is one line that names it."""
 
@@ -71,6 +77,11 @@ class Settings(BaseSettings):
     auth_cache_ttl: float = Field(default=0.5, ge=0, le=1)
     # Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For we believe.
     trusted_proxies: str = ""
+    # Who may read GET /metrics: client addresses or networks (after trusted_proxies).
+    # Empty: /metrics answers 404. With metrics_require_scope, a bearer token with the
+    # "metrics" scope is needed as well (Prometheus can fetch one with client_credentials).
+    metrics_networks: str = "127.0.0.0/8,::1"
+    metrics_require_scope: bool = False
     # Redis for the access-token denylist and the rate-limit counters; unset: the database.
     redis_url: str | None = None
     # One line per request and every other log line: readable text, or one JSON object each.
@@ -95,7 +106,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s) URL without query or fragment")
         return value.rstrip("/")
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_networks")
     @classmethod
     def _trusted_proxies_are_networks(cls, value: str) -> str:
         for item in value.split(","):
@@ -161,11 +172,13 @@ class Settings(BaseSettings):
 
     @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return tuple(
-            ipaddress.ip_network(item.strip(), strict=False)
-            for item in self.trusted_proxies.split(",")
-            if item.strip()
-        )
+        return _networks(self.trusted_proxies)
+
+    @property
+    def metrics_allowed_networks(
+        self,
+    ) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return _networks(self.metrics_networks)
 
     @property
     def is_sqlite(self) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from authsvc.config import Settings
 from authsvc.db.engine import build_engine, build_sessionmaker
 from authsvc.oauth2.client_auth import ClientAuthenticator
+from authsvc.observability.metrics import Metrics
 from authsvc.security.keyring import KeyRing
 from authsvc.security.keys import KeySet, build_key_set
 from authsvc.security.network import Network
@@ -54,6 +55,7 @@ class AppContext:
     unavailable_errors: tuple[type[Exception], ...]
     audit: AuditLog
     trusted_proxies: tuple[Network, ...]
+    metrics: Metrics
     # RFC 8414 members contributed by endpoints beyond the core (revocation, introspection...).
     metadata_extra: dict[str, Any] = field(default_factory=dict)
     # Set by SIGTERM/SIGINT: /readyz answers 503 while in-flight requests finish.
@@ -83,11 +85,15 @@ def load_key_set(settings: Settings) -> KeySet:
     return build_key_set(settings.keys_dir, settings.jwt_algorithm, secret)
 
 
-def build_context(settings: Settings) -> AppContext:
+def build_context(settings: Settings, metrics: Metrics | None = None) -> AppContext:
+    metrics = metrics if metrics is not None else Metrics()
     key_set = load_key_set(settings)
     engine = build_engine(settings)
+    metrics.watch_pool(engine)
     sessions = build_sessionmaker(engine)
-    audit = AuditLog(sessions)
+    audit = AuditLog(sessions, on_record=metrics.observe_audit)
+    keys = build_key_ring(settings, key_set)
+    metrics.count_keys(lambda: len(keys.jwks()["keys"]))
     token_state: TtlCache[Any] = TtlCache(settings.auth_cache_ttl)
     watch_writes(sessions, token_state)
     denylist: Denylist = SqlDenylist()
@@ -107,9 +113,9 @@ def build_context(settings: Settings) -> AppContext:
         settings=settings,
         engine=engine,
         sessionmaker=sessions,
-        keys=build_key_ring(settings, key_set),
+        keys=keys,
         signer=AccessTokenSigner(key_set.active),
-        hasher=PasswordHasher(settings.bcrypt_rounds),
+        hasher=PasswordHasher(settings.bcrypt_rounds, timer=metrics.time_hash),
         client_authenticator=ClientAuthenticator(
             sessions,
             audit,
@@ -128,4 +134,5 @@ def build_context(settings: Settings) -> AppContext:
         ),
         trusted_proxies=settings.trusted_networks,
         audit=audit,
+        metrics=metrics,
     )

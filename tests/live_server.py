@@ -127,11 +127,14 @@ class ServerFactory:
     env: dict[str, str]
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, port: int | None = None, **extra_env: str) -> Server:
+    def start(
+        self, port: int | None = None, args: tuple[str, ...] = (), **extra_env: str
+    ) -> Server:
         """Start ``authsvc serve`` and return once GET /readyz answers 200.
 
         The issuer is the server's own URL unless ``AUTHSVC_ISSUER`` is given, so discovery
-        (RFC 8414) works against it; ``port`` lets a restarted server keep its address.
+        (RFC 8414) works against it; ``port`` lets a restarted server keep its address;
+        ``args`` go after ``serve`` (``("--workers", "2")``).
         """
         index = len(self.started)
         port = free_port() if port is None else port
@@ -141,7 +144,7 @@ class ServerFactory:
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
             # Files, not pipes: nothing can fill up and block the server, nothing to close.
             proc = subprocess.Popen(
-                [*authsvc_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [*authsvc_command(), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
                 cwd=self.workdir,
                 env={**self.env, **extra_env},
                 stdin=subprocess.DEVNULL,

@@ -21,7 +21,7 @@ from authsvc.context import AppContext
 from authsvc.db.models import User
 from authsvc.oauth2.bearer import check_scopes, refused, require_token, token_from_authorization
 from authsvc.oauth2.errors import InvalidTokenError
-from authsvc.oauth2.token_checks import TokenRevokedError, live_account, live_user
+from authsvc.oauth2.token_checks import TokenRevokedError, live_account, live_user, verify_live
 from authsvc.observability.request_context import note_principal
 from authsvc.security.network import Caller, caller_of
 from authsvc.security.principal import Principal
@@ -170,6 +170,24 @@ def authorize_user(
 
 CurrentUser = Annotated[User, Security(get_current_user)]
 AdminUser = Annotated[User, Security(get_current_user, scopes=["admin"])]
+
+
+async def authorize_token(
+    ctx: AppContext, token: str, required: Sequence[str], *, fresh: bool = False
+) -> tuple[dict[str, Any], str]:
+    """A user's or a client's token, checked as a whole: signature, revocation, the holder
+    still active, and ``required`` among the scopes it still holds. Returns its claims and
+    that scope; raises the RFC 6750 errors. For routes that take client tokens too
+    (forward-auth, /metrics); user routes use the dependencies above."""
+    try:
+        claims, scope = await verify_live(ctx, token, fresh=fresh)
+    except TokenValidationError as exc:
+        raise refused(exc) from None
+    except TokenRevokedError as exc:
+        raise InvalidTokenError(str(exc)) from None
+    note_principal(client_id=claims.get("client_id"), subject=str(claims["sub"]))
+    check_scopes(required, scope.split())
+    return claims, scope
 
 
 def require_scopes(*scopes: str) -> Any:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authsvc.observability import request_context
 from authsvc.observability.logs import ACCESS_LOGGER
+from authsvc.observability.metrics import Metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 PROCESS_TIME_HEADER = b"x-process-time"
@@ -46,9 +47,14 @@ def route_template(scope: Scope) -> str | None:
 
 
 class RequestLog:
-    def __init__(self, app: ASGIApp, logger: logging.Logger | None = None) -> None:
+    """Also where the request metrics are counted: the same route, status and duration."""
+
+    def __init__(
+        self, app: ASGIApp, logger: logging.Logger | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.app = app
         self.logger = logger if logger is not None else logging.getLogger(ACCESS_LOGGER)
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,13 +78,17 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_ids)
         finally:
+            seconds = time.perf_counter() - started
+            route = route_template(scope)
+            if self.metrics is not None:
+                self.metrics.observe_request(route, scope["method"], status, seconds)
             if self.logger.isEnabledFor(logging.INFO):
                 fields: dict[str, Any] = {
                     "request_id": request_id,
                     "method": scope["method"],
-                    "route": route_template(scope),
+                    "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(seconds * 1000, 2),
                     "client_id": info.client_id,
                     "sub": info.subject,
                 }

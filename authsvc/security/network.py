@@ -67,6 +67,11 @@ def _trusted(
     return any(address in network for network in networks)
 
 
+def in_networks(ip: str | None, networks: Sequence[Network]) -> bool:
+    address = _parse(ip) if ip else None
+    return address is not None and _trusted(address, networks)
+
+
 def client_address(
     peer: str | None, forwarded_for: list[str], trusted: Sequence[Network]
 ) -> str | None:

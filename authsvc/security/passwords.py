@@ -18,7 +18,9 @@ import os
 import secrets
 import threading
 import unicodedata
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 
 from passlib.context import CryptContext
 
@@ -64,7 +66,10 @@ class PasswordHasher:
         max_concurrency: int | None = None,
         niceness: int = 19,
         warm: bool = True,
+        timer: Callable[[str], AbstractContextManager[object]] | None = None,
     ) -> None:
+        # Times each bcrypt call in its pool thread (metrics), queueing excluded.
+        self._timer = timer if timer is not None else (lambda _operation: nullcontext())
         self._context = CryptContext(
             schemes=["bcrypt_sha256", "bcrypt"],
             deprecated=["bcrypt"],
@@ -121,10 +126,15 @@ class PasswordHasher:
         return await asyncio.wrap_future(self._pool.submit(self._verify, password, password_hash))
 
     def _hash(self, password: str) -> str:
-        password_hash: str = self._context.hash(normalize_password(password))
+        with self._timer("hash"):
+            password_hash: str = self._context.hash(normalize_password(password))
         return password_hash
 
     def _verify(self, password: str, password_hash: str | None) -> tuple[bool, str | None]:
+        with self._timer("verify"):
+            return self._check(password, password_hash)
+
+    def _check(self, password: str, password_hash: str | None) -> tuple[bool, str | None]:
         """Check a password; return (ok, new_hash) where new_hash is set when it needs rehashing.
 
         ``password_hash=None`` verifies against the dummy hash and always fails. A malformed

@@ -14,7 +14,7 @@ import logging
 import threading
 import uuid
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -97,8 +97,11 @@ class AuditLog:
         flush_interval: float = 0.2,
         max_batch: int = 500,
         max_queue: int = 100_000,
+        on_record: Callable[[AuditRecord], None] | None = None,
     ) -> None:
         self._sessions = sessions
+        # Sees every event as it is queued (the metrics count them); must not raise.
+        self._on_record = on_record
         self._flush_interval = flush_interval
         self._max_batch = max_batch
         self._max_queue = max_queue
@@ -137,6 +140,8 @@ class AuditLog:
             user_agent=_text(caller.user_agent, 256) if caller else None,
             details=_json_safe(details) if details else None,
         )
+        if self._on_record is not None:
+            self._on_record(event)
         with self._wake:
             if len(self._queue) >= self._max_queue:
                 # The database has been down long enough to fill memory; keep the newest.

@@ -18,14 +18,12 @@ from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from authsvc.api.deps import SAFE_METHODS, ContextDep
+from authsvc.api.deps import SAFE_METHODS, ContextDep, authorize_token
 from authsvc.api.request_log import ROUTE_TEMPLATE_KEY
 from authsvc.api.responses import SCOPED
 from authsvc.context import AppContext
 from authsvc.oauth2.bearer import (
-    check_scopes,
     checked_token,
-    refused,
     require_token,
     token_from_authorization,
 )
@@ -37,9 +35,6 @@ from authsvc.oauth2.errors import (
     TemporarilyUnavailableError,
 )
 from authsvc.oauth2.scope import is_scope_token
-from authsvc.oauth2.token_checks import TokenRevokedError, verify_live
-from authsvc.observability.request_context import note_principal
-from authsvc.security.tokens import TokenValidationError
 
 logger = logging.getLogger("authsvc")
 
@@ -90,15 +85,7 @@ def _original_method(request: Request) -> str:
 async def _authorize(
     ctx: AppContext, token: str, scope_params: list[str], *, fresh: bool
 ) -> dict[str, str]:
-    try:
-        # The scope is what the token's user or client still holds now.
-        claims, scope = await verify_live(ctx, token, fresh=fresh)
-    except TokenValidationError as exc:
-        raise refused(exc) from None
-    except TokenRevokedError as exc:
-        raise InvalidTokenError(str(exc)) from None
-    note_principal(client_id=claims.get("client_id"), subject=str(claims["sub"]))
-    check_scopes(_required_scopes(scope_params), scope.split())
+    claims, scope = await authorize_token(ctx, token, _required_scopes(scope_params), fresh=fresh)
     return {
         "X-Auth-Subject": _header_value(str(claims["sub"])),
         "X-Auth-Username": _header_value(claims.get("preferred_username")),
