@@ -19,7 +19,10 @@ LogFormat = Literal["text", "json"]
 
 ENV_PREFIX = "AUTHSVC_"
 # A serialized origin as browsers send it (RFC 6454 §6.2): no path, no trailing slash.
-_ORIGIN = re.compile(r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_DEFAULT_PORTS = {"https": ":443", "http": ":80"}
+_ORIGIN = re.compile(
+    r"https?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?", re.IGNORECASE
+)
 
 
 def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -167,8 +170,10 @@ class Settings(BaseSettings):
 
     @property
     def cors_origin_list(self) -> list[str]:
-        # Browsers send scheme and host in lower case; the match is exact string equality.
-        return [item.strip().lower() for item in self.cors_origins.split(",") if item.strip()]
+        # Browsers send scheme and host in lower case and leave out a default port; the match
+        # is exact string equality.
+        origins = [item.strip().lower() for item in self.cors_origins.split(",") if item.strip()]
+        return [origin.removesuffix(_DEFAULT_PORTS[origin.split(":", 1)[0]]) for origin in origins]
 
     @property
     def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

@@ -30,10 +30,7 @@ def _declared_length(scope: Scope) -> int | None:
 
 
 async def send_too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-    response = oauth2_error_response(RequestTooLargeError(limit))
-    # The rest of the body is never read, so the connection cannot carry another request.
-    response.headers["Connection"] = "close"
-    await response(scope, receive, send)
+    await oauth2_error_response(RequestTooLargeError(limit))(scope, receive, send)
 
 
 class BodyLimit:

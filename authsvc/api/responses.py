@@ -101,16 +101,27 @@ def unprocessable(loc: tuple[str, ...], message: str) -> RequestValidationError:
 _SECRET_FIELD = re.compile(r"password|secret|token", re.IGNORECASE)
 
 
+def _may_hold_a_secret(error: dict[str, Any]) -> bool:
+    # A secret field's own value; or a whole object or list (a missing or misspelt field is
+    # reported with the entire body as its input, password included).
+    named = any(isinstance(part, str) and _SECRET_FIELD.search(part) for part in error["loc"])
+    return named or isinstance(error.get("input"), dict | list)
+
+
 async def validation_error_handler(request: Request, exc: Exception) -> Response:
-    """FastAPI's 422, except that a refused password (or secret, or token) is not echoed back:
-    the body may reach a log or a screen the password never should."""
+    """FastAPI's 422, except that no password, secret or token is echoed back: the body may
+    reach a log or a screen the password never should. The location and message stay."""
     assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for it only
     errors = []
     for error in exc.errors():
-        if any(isinstance(part, str) and _SECRET_FIELD.search(part) for part in error["loc"]):
+        if _may_hold_a_secret(error):
             error = {key: value for key, value in error.items() if key not in ("input", "ctx")}
         errors.append(error)
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def unknown_scopes(names: list[str]) -> RequestValidationError:
+    return unprocessable(("body", "scopes"), f"Unknown scope: {' '.join(names)}")
 
 
 def document_body_limit(app: FastAPI) -> None:

@@ -118,6 +118,10 @@ class RequestTooLargeError(OAuth2Error):
     def __init__(self, limit: int) -> None:
         super().__init__(f"The request body is larger than {limit} bytes")
 
+    def headers(self) -> dict[str, str]:
+        # The rest of the body is never read: the connection cannot carry another request.
+        return {**super().headers(), "Connection": "close"}
+
 
 class RateLimitedError(OAuth2Error):
     """Too many failures from one address: 429 with Retry-After (RFC 6585 §4).

@@ -51,6 +51,9 @@ class Grant(Protocol):
 
 
 async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise RequestTooLargeError(MAX_BODY_BYTES)  # before reading any of it
     chunks: list[bytes] = []
     size = 0
     try:

@@ -6,7 +6,6 @@ not at all, and a failed write leaves nothing behind.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 import uuid
 from collections.abc import Iterable
@@ -22,10 +21,17 @@ from authsvc.db.models import Scope, User, utcnow
 from authsvc.oauth2.scope import is_scope_token
 from authsvc.services.sessions import revoke_user_families
 
-USERNAME_PATTERN = re.compile(r"^[\w.@+-]{1,150}$")
+MAX_USERNAME_LENGTH = 150
+_USERNAME_PUNCTUATION = frozenset("._@+-")
 # Scripts written together (UTS #39 "highly restrictive"): a Japanese, Chinese or Korean name
 # may mix these with each other and with one alphabet; any other mix is refused.
 _EAST_ASIAN_SCRIPTS = frozenset({"CJK", "HIRAGANA", "KATAKANA", "HANGUL", "BOPOMOFO"})
+# Letters whose names do not start with a script: the apostrophes and the okina of Ukrainian,
+# Uzbek and Hawaiian names ("MODIFIER LETTER ..."), and Japanese marks used with kana and
+# kanji alike (the long-vowel mark, the iteration mark).
+_NEUTRAL_LETTERS = frozenset({"MODIFIER", "KATAKANA-HIRAGANA", "IDEOGRAPHIC"})
+# Digits named after a variant of their script: Arabic and Persian numerals in Arabic names.
+_DIGIT_SCRIPTS = {"ARABIC-INDIC": "ARABIC", "EXTENDED": "ARABIC"}
 
 
 class UserServiceError(Exception):
@@ -50,9 +56,7 @@ def normalize_username(username: str) -> str:
     """NFKC so look-alike compatibility characters collapse; raises ``ValueError`` if invalid."""
     normalized = unicodedata.normalize("NFKC", username).strip()
     # The casefolded key can be longer than the name ("ß" -> "ss"); both must fit the pattern.
-    if not USERNAME_PATTERN.fullmatch(normalized) or not USERNAME_PATTERN.fullmatch(
-        normalized.casefold()
-    ):
+    if not is_username_text(normalized) or not is_username_text(normalized.casefold()):
         raise ValueError("username must be 1 to 150 letters, digits or . @ + - _ characters")
     if _mixes_alphabets(normalized):
         # "\u0430dmin" (Cyrillic "a") is another account that reads as "admin": a name may
@@ -61,13 +65,34 @@ def normalize_username(username: str) -> str:
     return normalized
 
 
+def is_username_text(text: str) -> bool:
+    """Letters (with their combining marks: Devanagari vowel signs are marks), digits and
+    ``. @ + - _``; 1 to 150 of them. No space, control character or other symbol."""
+    return 0 < len(text) <= MAX_USERNAME_LENGTH and all(
+        char.isalnum() or char in _USERNAME_PUNCTUATION or unicodedata.category(char)[0] == "M"
+        for char in text
+    )
+
+
+def _script(char: str) -> str | None:
+    """The script a letter or a non-ASCII digit is written in, as the first word of its
+    Unicode name says; None for what goes with any script (ASCII digits, marks, symbols)."""
+    category = unicodedata.category(char)
+    if category.startswith("L") or (category == "Nd" and not char.isascii()):
+        prefix = unicodedata.name(char, "").split(" ", 1)[0]
+        if prefix in _NEUTRAL_LETTERS or not prefix:
+            return None
+        return _DIGIT_SCRIPTS.get(prefix, prefix)
+    return None
+
+
 def _mixes_alphabets(name: str) -> bool:
-    scripts = {
-        unicodedata.name(char, "?").split(" ", 1)[0]
-        for char in name
-        if unicodedata.category(char).startswith("L")
-    }
-    return len(scripts - _EAST_ASIAN_SCRIPTS) > 1
+    # An e-mail address may have its local part and its domain in different scripts.
+    for part in name.split("@"):
+        scripts = {script for char in part if (script := _script(char)) is not None}
+        if len(scripts - _EAST_ASIAN_SCRIPTS) > 1:
+            return True
+    return False
 
 
 def username_key(username: str) -> str:
@@ -101,7 +126,7 @@ class UserService:
 
     def get_by_username(self, username: str) -> User | None:
         key = username_key(username)
-        if not USERNAME_PATTERN.fullmatch(key):
+        if not is_username_text(key):
             # No stored user can have this name; and some inputs (a NUL byte) are not even
             # valid PostgreSQL text, so they must not reach the query.
             return None

@@ -499,6 +499,7 @@ def test_body_over_16_kib_is_413_invalid_request(client: TestClient, user: dict[
     assert_oauth_error(
         response, 413, "invalid_request", "The request body is larger than 16384 bytes"
     )
+    assert response.headers["connection"] == "close"
 
 
 def test_more_than_64_form_fields_is_invalid_request(

@@ -116,6 +116,17 @@ def test_h03_actual_request_from_an_allowed_origin_exposes_the_challenge(
     assert {"www-authenticate", "retry-after", "x-request-id"} <= exposed
 
 
+def test_h03_allowlisted_origin_with_its_default_port_matches_what_browsers_send(
+    make_settings: Callable[..., Settings], migrated: None
+) -> None:
+    settings = make_settings(cors_origins="HTTPS://App.Example:443")
+    with TestClient(create_app(settings)) as client:
+        response = _preflight(client, ALLOWED)
+
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ALLOWED
+
+
 @pytest.mark.parametrize(
     "value",
     ["*", "https://app.example/", "https://app.example/path", "app.example", "null"],

@@ -6,10 +6,9 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from fastapi.exceptions import RequestValidationError
 
 from authsvc.api.deps import AdminUser, AuditDep, ContextDep, SessionDep, require_scopes
-from authsvc.api.responses import SCOPED, Responses, detail, unprocessable
+from authsvc.api.responses import SCOPED, Responses, detail, unknown_scopes
 from authsvc.db.models import User
 from authsvc.schemas import (
     AdminUserUpdate,
@@ -40,10 +39,6 @@ router = APIRouter(
     responses=SCOPED,
 )
 NOT_FOUND: Responses = {404: detail("User not found")}
-
-
-def _unknown_scope(exc: UnknownScopeError) -> RequestValidationError:
-    return unprocessable(("body", "scopes"), f"Unknown scope: {' '.join(exc.names)}")
 
 
 def _get_user_or_404(service: UserService, user_id: uuid.UUID) -> User:
@@ -83,7 +78,7 @@ def create_user(body: UserCreate, session: SessionDep, ctx: ContextDep, audit: A
     except UserExistsError:
         raise HTTPException(status.HTTP_409_CONFLICT, "Username already taken") from None
     except UnknownScopeError as exc:
-        raise _unknown_scope(exc) from None
+        raise unknown_scopes(exc.names) from None
     audit(
         AuditType.USER_CREATED,
         subject_id=user.id,
@@ -131,7 +126,7 @@ def update_user(
     try:
         updated = service.update(user, changes)
     except UnknownScopeError as exc:
-        raise _unknown_scope(exc) from None
+        raise unknown_scopes(exc.names) from None
     audit(
         AuditType.USER_UPDATED,
         subject_id=updated.id,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from authsvc.api.deps import AuditDep, SessionDep, require_scopes
-from authsvc.api.responses import SCOPED, Responses, detail, unprocessable
+from authsvc.api.responses import SCOPED, Responses, detail, unknown_scopes, unprocessable
 from authsvc.db.models import Client
 from authsvc.schemas import (
     ClientCreate,
@@ -42,8 +42,9 @@ def _get_or_404(service: ClientService, client_id: str) -> Client:
 
 
 def _invalid(exc: Exception) -> RequestValidationError:
-    field = "scopes" if isinstance(exc, UnknownScopeError) else "grant_types"
-    return unprocessable(("body", field), str(exc))
+    if isinstance(exc, UnknownScopeError):
+        return unknown_scopes(exc.names)
+    return unprocessable(("body", "grant_types"), str(exc))
 
 
 @router.get("", response_model=ClientPage)
