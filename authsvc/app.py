@@ -24,7 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authsvc import __version__
 from authsvc.api.body_limit import BodyLimit
@@ -55,6 +55,7 @@ from authsvc.oauth2.rfc7662 import IntrospectionEndpoint
 from authsvc.oauth2.throttle import Throttle
 from authsvc.oauth2.token_endpoint import TokenEndpoint
 from authsvc.observability.metrics import Metrics
+from authsvc.observability.tracing import Tracing
 from authsvc.services.counters import SqlCounterStore
 from authsvc.services.sessions import SessionService
 
@@ -154,13 +155,26 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 
 
 class _AuthsvcApp(FastAPI):
+    """The app, with the gateway's own middleware around all of Starlette's.
+
+    Around the whole app (its ``__call__``), not inside ``build_middleware_stack``: a 500 from
+    ServerErrorMiddleware is logged and carries its request id and the security headers too,
+    and OpenTelemetry's FastAPI instrumentation, which rebuilds the stack Starlette builds,
+    finds it as it expects.
+    """
+
     settings: Settings
     metrics: Metrics
+    _edge: ASGIApp | None = None
 
-    def build_middleware_stack(self) -> ASGIApp:
-        # Outside ServerErrorMiddleware, so a 500 is logged and carries its request id and
-        # the security headers too; CORS outside the body limit, so a browser can read a 413.
-        app: ASGIApp = BodyLimit(super().build_middleware_stack(), self.settings.max_body_bytes)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._edge is None:
+            self._edge = self._build_edge(super().__call__)
+        await self._edge(scope, receive, send)
+
+    def _build_edge(self, inner: ASGIApp) -> ASGIApp:
+        # CORS outside the body limit, so a browser can read a 413.
+        app: ASGIApp = BodyLimit(inner, self.settings.max_body_bytes)
         origins = self.settings.cors_origin_list
         if origins:
             app = CORSMiddleware(
@@ -179,10 +193,13 @@ class _AuthsvcApp(FastAPI):
 def create_app(settings: Settings | None = None) -> FastAPI:
     resolved = settings if settings is not None else load_settings()
     metrics = Metrics()
+    tracing = Tracing.from_environment()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = build_context(resolved, metrics)
+        if tracing is not None:
+            tracing.instrument_engine(ctx.engine)
         throttle = Throttle(ctx.failure_limiter)
         ctx.token_endpoint = TokenEndpoint(build_grants(ctx), throttle)
         ctx.introspection_endpoint = IntrospectionEndpoint(ctx, throttle)
@@ -214,6 +231,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ctx.engine.dispose()
             ctx.hasher.close()
             metrics.process_exited()
+            if tracing is not None:
+                tracing.shutdown()
             if ctx.redis is not None:
                 ctx.redis.close()
 
@@ -228,6 +247,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.settings = resolved
     app.metrics = metrics
+    if tracing is not None:
+        tracing.instrument_app(app)
     install_docs(app)
     document_body_limit(app)
     _redact_access_log()
