@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -63,6 +63,12 @@ def normalize_username(username: str) -> str:
         # use one alphabet only (NFKC has already folded full-width and styled letters).
         raise ValueError("username must not mix alphabets, such as Latin and Cyrillic letters")
     return normalized
+
+
+def _like_pattern(text: str) -> str:
+    """``%text%`` with LIKE's wildcards in ``text`` matched literally (escape ``\\``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def is_username_text(text: str) -> bool:
@@ -135,10 +141,21 @@ class UserService:
     def count(self) -> int:
         return self.session.scalar(select(func.count()).select_from(User)) or 0
 
-    def page(self, *, offset: int, limit: int) -> tuple[list[User], int]:
-        total = self.count()
+    def page(self, *, offset: int, limit: int, search: str | None = None) -> tuple[list[User], int]:
+        """A page of users, oldest first; ``search`` keeps those whose username (compared as
+        the login compares it: NFKC, case-folded) or e-mail contains it."""
+        query = select(User)
+        if search:
+            needle = _like_pattern(search)
+            query = query.where(
+                or_(
+                    User.username_key.like(_like_pattern(username_key(search)), escape="\\"),
+                    func.lower(User.email).like(needle.lower(), escape="\\"),
+                )
+            )
+        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
         users = self.session.scalars(
-            select(User).order_by(User.created_at, User.id).offset(offset).limit(limit)
+            query.order_by(User.created_at, User.id).offset(offset).limit(limit)
         ).all()
         return list(users), total
 

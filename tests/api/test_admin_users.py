@@ -197,6 +197,57 @@ def test_list_users_rejects_out_of_range_paging(
     assert response.status_code == 422
 
 
+def _usernames(response: httpx2.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [user["username"] for user in response.json()["items"]]
+
+
+@pytest.fixture
+def searchable(client: TestClient, admin_headers: dict[str, str]) -> None:
+    for username, email in [
+        ("Carol.Smith", "carol@example.com"),
+        ("carlos", "c.diaz@example.org"),
+        ("dave_100", "DAVE@Example.com"),
+        ("erin", None),
+    ]:
+        assert _create(client, admin_headers, username=username, email=email).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("car", ["Carol.Smith", "carlos"]),
+        ("CAROL", ["Carol.Smith"]),  # case-insensitive, as logins are
+        ("\uff43\uff41\uff52", ["Carol.Smith", "carlos"]),  # full-width folds like a login
+        ("example.org", ["carlos"]),  # the e-mail
+        ("dave@example", ["dave_100"]),  # e-mail case-insensitive
+        ("_1", ["dave_100"]),
+        ("l_s", []),  # "_" is literal, not LIKE's any-character ("carlos" would match)
+        ("%", []),  # and "%" is no wildcard either (no name holds one)
+        ("nobody", []),
+    ],
+)
+def test_list_users_q_keeps_those_whose_username_or_email_contains_it(
+    client: TestClient, admin_headers: dict[str, str], searchable: None, q: str, expected: list[str]
+) -> None:
+    response = client.get("/admin/users", headers=admin_headers, params={"q": q})
+
+    assert sorted(_usernames(response)) == sorted(expected)
+    assert response.json()["total"] == len(expected)
+
+
+def test_list_users_q_pages_and_counts_the_matches_only(
+    client: TestClient, admin_headers: dict[str, str], searchable: None
+) -> None:
+    first = client.get("/admin/users", headers=admin_headers, params={"q": "car", "limit": 1})
+    second = client.get(
+        "/admin/users", headers=admin_headers, params={"q": "car", "limit": 1, "offset": 1}
+    )
+
+    assert first.json()["total"] == second.json()["total"] == 2
+    assert _usernames(first) + _usernames(second) == ["Carol.Smith", "carlos"]
+
+
 # --- POST /admin/users ----------------------------------------------------------------------
 
 

@@ -53,8 +53,16 @@ def list_users(
     session: SessionDep,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=150,
+            pattern=r"^[^\x00-\x1f\x7f]*$",
+            description="Username or e-mail contains",
+        ),
+    ] = None,
 ) -> UserPage:
-    users, total = UserService(session).page(offset=offset, limit=limit)
+    users, total = UserService(session).page(offset=offset, limit=limit, search=q)
     return UserPage(items=[UserOut.model_validate(user) for user in users], total=total)
 
 
