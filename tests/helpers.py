@@ -32,6 +32,8 @@ AUDIENCE = "authsvc-test"
 TEST_BCRYPT_ROUNDS = 4
 ADMIN_PASSWORD = "admin-password-1"
 USER_PASSWORD = "user-password-1"
+# At least 32 bytes, as RFC 7518 §3.2 asks of an HS256 key.
+HS256_SECRET = "x" * 40
 UNREACHABLE_POSTGRES = "postgresql+psycopg://nobody@127.0.0.1:1/none"
 TOKEN_URL = "/oauth2/token"
 # The claims every issued access token must carry, for an independent verifier (PyJWT).

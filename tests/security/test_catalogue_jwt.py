@@ -36,8 +36,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from authsvc.app import create_app
-from authsvc.config import Settings
 from authsvc.security.keys import SigningKey
 from tests.helpers import (
     EXPIRED_TOKEN,
@@ -52,7 +50,6 @@ from tests.helpers import (
     rs256_sign,
 )
 
-HS256_SECRET = "x" * 40
 LEEWAY = 30  # the verifier's default clock skew allowance, in seconds
 
 
@@ -95,42 +92,6 @@ def _hs256_token(header: dict[str, Any], claims: dict[str, Any], secret: bytes) 
     signing_input = encode_segment(header) + "." + encode_segment(claims)
     signature = hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
     return signing_input + "." + b64url(signature)
-
-
-# --- apps configured for ES256 and HS256 -------------------------------------------------------
-
-
-@pytest.fixture
-def es256_client(
-    make_settings: Callable[..., Settings], tmp_path: Path, migrated: None
-) -> Iterator[TestClient]:
-    """An app configured for ES256; it generates its P-256 key in an empty keys directory."""
-    keys_dir = tmp_path / "es256-keys"
-    keys_dir.mkdir(mode=0o700)
-    settings = make_settings(jwt_algorithm="ES256", keys_dir=keys_dir)
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-@pytest.fixture
-def es256_token(es256_client: TestClient, user: dict[str, Any]) -> str:
-    token = access_token_for(es256_client, user)
-    assert _me(es256_client, token).status_code == 200
-    return token
-
-
-@pytest.fixture
-def hs256_client(make_settings: Callable[..., Settings], migrated: None) -> Iterator[TestClient]:
-    settings = make_settings(jwt_algorithm="HS256", jwt_secret=HS256_SECRET)
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-@pytest.fixture
-def hs256_token(hs256_client: TestClient, user: dict[str, Any]) -> str:
-    token = access_token_for(hs256_client, user)
-    assert _me(hs256_client, token).status_code == 200
-    return token
 
 
 # --- J01: alg none ---------------------------------------------------------------------------

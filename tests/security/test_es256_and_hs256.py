@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
-from authsvc.app import create_app
-from authsvc.config import Settings
 from authsvc.security.keys import SigningKey, load_keys
 from tests.helpers import (
     AUDIENCE,
+    HS256_SECRET,
     ISSUER,
     Forger,
-    access_token_for,
     assert_invalid_token,
     b64url,
     b64url_decode,
@@ -34,56 +31,12 @@ from tests.helpers import (
     pyjwt_decode,
 )
 
-HS256_SECRET = "x" * 40
 # The order n of the P-256 group (SEC 2, §2.4.2).
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def get_me(client: TestClient, token: str) -> Any:
     return client.get("/users/me", headers=bearer(token))
-
-
-@pytest.fixture
-def es256_keys_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "es256-keys"
-    path.mkdir(mode=0o700)
-    return path
-
-
-@pytest.fixture
-def es256_settings(make_settings: Callable[..., Settings], es256_keys_dir: Path) -> Settings:
-    return make_settings(jwt_algorithm="ES256", keys_dir=es256_keys_dir)
-
-
-@pytest.fixture
-def es256_client(es256_settings: Settings, migrated: None) -> Iterator[TestClient]:
-    with TestClient(create_app(es256_settings)) as client:
-        yield client
-
-
-@pytest.fixture
-def es256_token(es256_client: TestClient, user: dict[str, Any]) -> str:
-    return access_token_for(es256_client, user)
-
-
-@pytest.fixture
-def es256_key(es256_client: TestClient, es256_keys_dir: Path) -> SigningKey:
-    """The P-256 key the ES256 app generated at startup and signs with."""
-    key = load_keys(es256_keys_dir)[0]
-    assert isinstance(key.private_key, ec.EllipticCurvePrivateKey)
-    return key
-
-
-@pytest.fixture
-def hs256_client(make_settings: Callable[..., Settings], migrated: None) -> Iterator[TestClient]:
-    settings = make_settings(jwt_algorithm="HS256", jwt_secret=HS256_SECRET)
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-@pytest.fixture
-def hs256_token(hs256_client: TestClient, user: dict[str, Any]) -> str:
-    return access_token_for(hs256_client, user)
 
 
 # --- ES256 -----------------------------------------------------------------------------------
