@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import MutableMapping
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -111,7 +112,7 @@ def serve(
     # the handler that was there before it: make that an exit with status 0, since stopping
     # when asked is a clean exit for a process manager.
     signal.signal(signal.SIGTERM, _exit_cleanly)
-    metrics_dir = _shared_metrics_dir(workers)
+    metrics_dir = _shared_metrics_dir(workers, os.environ)
     try:
         uvicorn.run(
             "authsvc.app:create_app",
@@ -130,20 +131,22 @@ def serve(
             metrics_dir.cleanup()
 
 
-def _shared_metrics_dir(workers: int) -> tempfile.TemporaryDirectory[str] | None:
+def _shared_metrics_dir(
+    workers: int, environ: MutableMapping[str, str]
+) -> tempfile.TemporaryDirectory[str] | None:
     """Several workers keep their metrics in files one scrape adds up (prometheus-client's
     multiprocess mode). An operator's PROMETHEUS_MULTIPROC_DIR is emptied of a previous run's
     files; without one, a private directory lives as long as this command."""
     if workers == 1:
         return None
-    configured = os.environ.get(MULTIPROCESS_DIR_ENV)
+    configured = environ.get(MULTIPROCESS_DIR_ENV)
     if configured:
         for stale in Path(configured).glob("*.db"):
             stale.unlink()
         return None
     created = tempfile.TemporaryDirectory(prefix="authsvc-metrics-")
     # Set before uvicorn spawns the workers, which read it when they import prometheus-client.
-    os.environ[MULTIPROCESS_DIR_ENV] = created.name
+    environ[MULTIPROCESS_DIR_ENV] = created.name
     return created
 
 

@@ -8,7 +8,6 @@ run's files, or makes a private one when none is set.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,21 +80,19 @@ def test_every_scrape_of_two_workers_counts_the_requests_both_served(
     assert not (metrics_dir / "counter_999999.db").exists()
 
 
-def test_serve_with_workers_and_no_directory_makes_a_private_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv(MULTIPROCESS_DIR_ENV, raising=False)
+def test_serve_with_workers_and_no_directory_makes_a_private_one() -> None:
+    environ: dict[str, str] = {}
 
-    created = cli._shared_metrics_dir(2)
+    created = cli._shared_metrics_dir(2, environ)
 
     assert created is not None
-    assert os.environ[MULTIPROCESS_DIR_ENV] == created.name
+    assert environ == {MULTIPROCESS_DIR_ENV: created.name}
     assert Path(created.name).is_dir()
     created.cleanup()
 
 
-def test_serve_with_one_worker_keeps_metrics_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(MULTIPROCESS_DIR_ENV, raising=False)
+def test_serve_with_one_worker_keeps_metrics_in_memory() -> None:
+    environ: dict[str, str] = {}
 
-    assert cli._shared_metrics_dir(1) is None
-    assert MULTIPROCESS_DIR_ENV not in os.environ
+    assert cli._shared_metrics_dir(1, environ) is None
+    assert environ == {}
