@@ -34,6 +34,7 @@ from authsvc.api.routes import (
     admin,
     admin_audit,
     admin_clients,
+    console,
     forward_auth,
     health,
     token,
@@ -272,6 +273,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         forward_auth,
         health,
         metrics_route,
+        console,
     ):
         app.include_router(module.router)
     # Appended, not added: innermost of the app's middleware whenever any other is added, so

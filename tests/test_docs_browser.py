@@ -5,68 +5,42 @@ A new user's path: read the admin password ``authsvc serve`` printed on first st
 with "Try it out". Every request the browser makes must go to the server's own origin, and the
 pages must log no console errors.
 
-Headless Debian Chromium (``/usr/bin/chromium``) driven by Playwright; nothing is downloaded.
-Without Playwright or that browser the tests skip, unless ``AUTHSVC_REQUIRE_BROWSER=1``, which
-turns the skip into a failure (for CI images that are meant to have the browser).
+Headless Debian Chromium driven by Playwright (``tests/browser_support.py``); without it the
+tests skip, unless ``AUTHSVC_REQUIRE_BROWSER=1``. The Swagger UI test leaves a screenshot of
+its end state in ``artifacts/screenshots/docs-users-me.png``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser_support import (
+    Budget,
+    Observed,
+    browser_context,
+    launch_browser,
+    observe,
+    open_page,
+    save_screenshot,
+)
 from tests.live_server import Server, generated_admin_password, server_factory
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Request
+    from playwright.sync_api import Browser, BrowserContext
 
-# Read at import: the conftest's autouse fixture removes AUTHSVC_* variables during tests.
-REQUIRE_BROWSER = os.environ.get("AUTHSVC_REQUIRE_BROWSER") == "1"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The whole browser part of one test, every wait included.
 TEST_BUDGET_SECONDS = 30.0
 
 
-def _browser_unavailable(reason: str) -> NoReturn:
-    if REQUIRE_BROWSER:
-        pytest.fail(f"{reason}, and AUTHSVC_REQUIRE_BROWSER=1 requires the browser tests")
-    pytest.skip(f"{reason}; set AUTHSVC_REQUIRE_BROWSER=1 to make this a failure")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        _browser_unavailable(f"{CHROMIUM} does not exist")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        _browser_unavailable(f"playwright is not importable ({exc})")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with launch_browser() as chromium:
+        yield chromium
 
 
 @pytest.fixture(scope="module")
@@ -76,78 +50,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield factory.start()
 
 
-class Budget:
-    """What is left of the test's time, given to each Playwright wait in turn."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.end = time.monotonic() + seconds
-
-    def ms(self) -> float:
-        left = self.end - time.monotonic()
-        if left <= 0:
-            pytest.fail(f"the browser steps took longer than {self.seconds} s")
-        return left * 1000
-
-
-@dataclass
-class Observed:
-    """Every URL the browser requested and every error a page reported."""
-
-    requests: list[str] = field(default_factory=list)
-    console_errors: list[str] = field(default_factory=list)
-    page_errors: list[str] = field(default_factory=list)
-
-    def on_request(self, request: Request) -> None:
-        self.requests.append(request.url)
-
-    def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.console_errors.append(f"{message.text} at {message.location}")
-
-    def on_page_error(self, error: Exception) -> None:
-        self.page_errors.append(str(error))
-
-    def foreign_requests(self, base_url: str) -> list[str]:
-        own = _origin(base_url)
-        # data: URLs never reach the network; blob: URLs carry the origin that created them.
-        return [url for url in self.requests if not url.startswith("data:") and _origin(url) != own]
-
-
-def _origin(url: str) -> str:
-    if url.startswith("blob:"):
-        url = url.removeprefix("blob:")
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context()
-    try:
+    with browser_context(browser) as context:
         yield context
-    finally:
-        context.close()
 
 
 @pytest.fixture
 def observed(context: BrowserContext) -> Observed:
-    record = Observed()
-    # On the context, not one page: popups and workers a page starts are seen too.
-    context.on("request", record.on_request)
-    context.on("console", record.on_console)
-    context.on("weberror", lambda web_error: record.on_page_error(web_error.error))
-    return record
+    return observe(context)
 
 
 @pytest.fixture
 def budget() -> Budget:
     return Budget(TEST_BUDGET_SECONDS)
-
-
-def _open(page: Page, url: str, budget: Budget) -> None:
-    response = page.goto(url, timeout=budget.ms())
-    assert response is not None and response.status == 200, f"GET {url}: {response}"
 
 
 def _redacted(form: str | None, secret: str) -> str:
@@ -161,7 +77,7 @@ def test_swagger_ui_login_then_try_users_me(
 
     password = generated_admin_password(server)
     page = context.new_page()
-    _open(page, f"{server.base_url}/docs", budget)
+    open_page(page, f"{server.base_url}/docs", budget)
 
     # Sign in through the password-flow form of the Authorize dialog.
     authorize = page.locator(".auth-wrapper").get_by_role("button", name="Authorize")
@@ -215,6 +131,11 @@ def test_swagger_ui_login_then_try_users_me(
     me = json.loads(body.inner_text(timeout=budget.ms()))
     assert me["username"] == "admin"
     assert me["scopes"] == ["admin"]
+    # The picture starts at the request URL: the curl line above it shows the bearer token.
+    operation.locator(".request-url").evaluate(
+        "element => element.scrollIntoView()", timeout=budget.ms()
+    )
+    save_screenshot(page, "docs-users-me", timeout=budget.ms())
 
     assert observed.foreign_requests(server.base_url) == []
     assert observed.console_errors == []
@@ -227,7 +148,7 @@ def test_redoc_renders_the_api(
     from playwright.sync_api import expect
 
     page = context.new_page()
-    _open(page, f"{server.base_url}/redoc", budget)
+    open_page(page, f"{server.base_url}/redoc", budget)
 
     # ReDoc renders the title as "authsvc (0.1.0)" once it has fetched /openapi.json.
     title = page.get_by_role("heading", level=1)
@@ -244,7 +165,7 @@ def test_redoc_loads_nothing_from_other_origins(
     from playwright.sync_api import expect
 
     page = context.new_page()
-    _open(page, f"{server.base_url}/redoc", budget)
+    open_page(page, f"{server.base_url}/redoc", budget)
     expect(page.get_by_role("heading", level=1)).to_have_text(
         re.compile(r"^authsvc\b"), timeout=budget.ms()
     )
