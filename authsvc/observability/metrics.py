@@ -33,6 +33,9 @@ MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Requests that matched no route: one label value, not one per path tried.
 UNMATCHED_ROUTE = "(unmatched)"
 _NO_CLIENT = "(none)"
+# The method is the client's text: any other counts as one label value, not one per spelling.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_OTHER_METHOD = "(other)"
 # Event type -> the revocation kind it counts as.
 _REVOCATIONS = {
     AuditType.SESSION_REVOKED.value: "session",
@@ -50,6 +53,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._multiprocess = multiprocess_dir() is not None
         self._key_count: Callable[[], int] | None = None
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         r = self.registry
         self.requests = Counter(
             "authsvc_http_requests",
@@ -116,9 +120,18 @@ class Metrics:
     # --- sources ---------------------------------------------------------------------------
 
     def observe_request(self, route: str | None, method: str, status: int, seconds: float) -> None:
-        template = route or UNMATCHED_ROUTE
-        self.requests.labels(template, method, str(status)).inc()
-        self.latency.labels(template, method).observe(seconds)
+        key = (route or UNMATCHED_ROUTE, method if method in _METHODS else _OTHER_METHOD, status)
+        # The labelled children, found once per key: labels() costs more than the counting.
+        children = self._request_children.get(key)
+        if children is None:
+            template, verb, _ = key
+            children = (
+                self.requests.labels(template, verb, str(status)),
+                self.latency.labels(template, verb),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_audit(self, record: AuditRecord) -> None:
         """Count what the audit trail records: called for every event as it is queued."""

@@ -3,6 +3,7 @@ never carries (raw paths, ids the caller typed, tokens), and who may read it."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -306,6 +307,17 @@ def test_a_path_no_route_matches_counts_as_unmatched_without_its_text(local: Tes
     )
     assert marker not in text
     assert "/no/such/path" not in text
+
+
+def test_methods_outside_http_s_own_count_as_one_label_value(local: TestClient) -> None:
+    for _ in range(3):
+        made_up = f"X{uuid.uuid4().hex[:12].upper()}"
+        local.request(made_up, "/healthz")
+
+    text = scrape(local)
+    requests = "authsvc_http_requests_total"
+    assert sample(text, requests, route="/healthz", method="(other)", status="405") == 3
+    assert not re.search(r'method="X[0-9A-F]{12}"', text)
 
 
 def test_an_unregistered_client_id_counts_as_none_never_as_its_text(
