@@ -137,12 +137,12 @@ def _shared_metrics_dir(
     """Several workers keep their metrics in files one scrape adds up (prometheus-client's
     multiprocess mode). An operator's PROMETHEUS_MULTIPROC_DIR is emptied of a previous run's
     files; without one, a private directory lives as long as this command."""
-    if workers == 1:
-        return None
     configured = environ.get(MULTIPROCESS_DIR_ENV)
     if configured:
         for stale in Path(configured).glob("*.db"):
             stale.unlink()
+        return None
+    if workers == 1:
         return None
     created = tempfile.TemporaryDirectory(prefix="authsvc-metrics-")
     # Set before uvicorn spawns the workers, which read it when they import prometheus-client.

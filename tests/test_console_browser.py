@@ -48,6 +48,7 @@ CONSOLE_CSP = (
 SCOPE = "reports:read"
 CAROL_PASSWORD = "carol-password-1"
 DAVE_PASSWORD = "dave-password-1"
+ERIN_PASSWORD = "erin-password-1"
 CAROL_FULL_NAME = "Carol Example"
 # Markup in a field an attacker controls must show as text, never become elements.
 CLIENT_NAME = "Nightly <i>export</i>"
@@ -369,6 +370,66 @@ def test_console_returns_to_sign_in_when_the_api_refuses_the_token(
 
     assert observed.foreign_requests(base) == []
     assert _other_than_refused(observed.console_errors, "/admin/scopes") == []
+    assert observed.page_errors == []
+
+
+def test_console_signs_in_as_a_named_client_and_sign_out_ends_the_session(
+    server: Server, context: BrowserContext, observed: Observed, budget: Budget
+) -> None:
+    """Where only registered clients may get tokens, the console names one; signing out
+    revokes what it was given, so no session outlives the page."""
+    from playwright.sync_api import expect
+
+    base = server.base_url
+    admin_token = server.login("admin", generated_admin_password(server))["access_token"]
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    registered = httpx.post(
+        f"{base}/admin/clients",
+        json={
+            "name": "admin console",
+            "grant_types": ["password", "refresh_token"],
+            "scopes": ["admin"],
+            "confidential": False,
+        },
+        headers=admin,
+        timeout=10,
+    )
+    assert registered.status_code == 201, registered.text
+    client_id = registered.json()["client_id"]
+    erin = httpx.post(
+        f"{base}/admin/users",
+        json={"username": "erin", "password": ERIN_PASSWORD, "scopes": ["admin"]},
+        headers=admin,
+        timeout=10,
+    )
+    assert erin.status_code == 201, erin.text
+    sessions_url = f"{base}/admin/users/{erin.json()['id']}/sessions"
+
+    page = context.new_page()
+    open_page(page, f"{base}/console", budget)
+    form = page.get_by_role("form", name="Sign in")
+    form.get_by_text("Client", exact=True).click(timeout=budget.ms())
+    form.get_by_label("Client ID").fill(client_id, timeout=budget.ms())
+    signed_in = _submit_sign_in(page, "erin", ERIN_PASSWORD, budget)
+    assert signed_in.status == 200, signed_in.text()
+    assert parse_qs(signed_in.request.post_data or "")["client_id"] == [client_id]
+    expect(_user_row(page, "erin")).to_have_count(1, timeout=budget.ms())
+    sessions = httpx.get(sessions_url, headers=admin, timeout=10).json()
+    assert [session["client_id"] for session in sessions] == [client_id]
+
+    with page.expect_response(
+        lambda response: response.url == f"{base}/oauth2/revoke", timeout=budget.ms()
+    ) as revoked:
+        page.get_by_role("button", name="Sign out").click(timeout=budget.ms())
+    assert revoked.value.status == 200
+    expect(page.get_by_role("form", name="Sign in")).to_be_visible(timeout=budget.ms())
+    # Both revocations are on their way (keepalive); the session ends within the budget
+    # (budget.ms() fails the test once it is spent).
+    while httpx.get(sessions_url, headers=admin, timeout=10).json() != []:
+        page.wait_for_timeout(min(100, budget.ms()))
+
+    assert observed.foreign_requests(base) == []
+    assert observed.console_errors == []
     assert observed.page_errors == []
 
 

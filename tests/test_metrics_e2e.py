@@ -91,6 +91,14 @@ def test_serve_with_workers_and_no_directory_makes_a_private_one() -> None:
     created.cleanup()
 
 
+def test_serve_empties_an_operators_directory_whatever_the_worker_count(tmp_path: Path) -> None:
+    (tmp_path / "counter_4242.db").write_bytes(b"from an earlier run")
+    (tmp_path / "keep.txt").write_text("not ours")
+
+    assert cli._shared_metrics_dir(1, {MULTIPROCESS_DIR_ENV: str(tmp_path)}) is None
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["keep.txt"]
+
+
 def test_serve_with_one_worker_keeps_metrics_in_memory() -> None:
     environ: dict[str, str] = {}
 

@@ -30,7 +30,7 @@
 
   // ---------------------------------------------------------------- state
 
-  /** The signed-in admin: {accessToken, refreshToken, userId, username, timer}, or null. */
+  /** The signed-in admin: {client, accessToken, refreshToken, userId, username, timer}, or null. */
   let session = null;
   let scopes = []; // [{name, description}] from GET /admin/scopes
   const users = { offset: 0, limit: 25, q: '', total: 0, items: [], open: null };
@@ -266,6 +266,9 @@
     const submit = event.target.querySelector('button[type=submit]');
     const username = usernameInput.value.trim();
     const password = passwordInput.value;
+    // A public client registered for the console, where unregistered ids are refused.
+    const clientId = byId('sign-in-client').value.trim();
+    const client = clientId ? { client_id: clientId } : {};
     passwordInput.value = '';
     byId('sign-in-error').hidden = true;
     byId('sign-in-notice').hidden = true;
@@ -284,7 +287,9 @@
             'Content-Type': 'application/x-www-form-urlencoded',
             Accept: 'application/json',
           },
-          body: formParams({ grant_type: 'password', username, password, scope: ADMIN_SCOPE }),
+          body: formParams({
+            grant_type: 'password', username, password, scope: ADMIN_SCOPE, ...client,
+          }),
           cache: 'no-store',
           credentials: 'omit',
           redirect: 'error',
@@ -307,25 +312,25 @@
         return;
       }
       if (!String(data.scope || '').split(' ').includes(ADMIN_SCOPE)) {
-        revokeQuietly(data.access_token, data.refresh_token);
+        revokeQuietly(data.access_token, data.refresh_token, client);
         showSignInError(NOT_ADMIN);
         return;
       }
-      await startSession(data, username);
+      await startSession(data, username, client);
     } finally {
       submit.disabled = false;
     }
   }
 
   /** Best effort: end the refresh session and deny the access token (RFC 7009). */
-  function revokeQuietly(accessToken, refreshToken) {
+  function revokeQuietly(accessToken, refreshToken, client) {
     const tokens = [[refreshToken, 'refresh_token'], [accessToken, 'access_token']];
     for (const [token, hint] of tokens) {
       if (typeof token !== 'string' || !token) continue;
       fetch('/oauth2/revoke', {
         method: 'POST',
         headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: formParams({ token, token_type_hint: hint }),
+        body: formParams({ token, token_type_hint: hint, ...client }),
         cache: 'no-store',
         credentials: 'omit',
         keepalive: true,
@@ -333,9 +338,10 @@
     }
   }
 
-  async function startSession(data, typedUsername) {
+  async function startSession(data, typedUsername, client) {
     const expiresIn = Number(data.expires_in) || 0;
     session = {
+      client,
       accessToken: data.access_token,
       refreshToken: typeof data.refresh_token === 'string' ? data.refresh_token : null,
       userId: null,
@@ -363,7 +369,7 @@
     session = null;
     if (old !== null) {
       clearTimeout(old.timer);
-      revokeQuietly(old.accessToken, old.refreshToken);
+      revokeQuietly(old.accessToken, old.refreshToken, old.client);
     }
     scopes = [];
     Object.assign(users, { offset: 0, q: '', total: 0, items: [], open: null });
@@ -1021,6 +1027,11 @@
     resetClientForm();
 
     byId('sign-in-form').addEventListener('submit', signIn);
+    // Closing or reloading the tab loses the token: end its session on the server too
+    // (keepalive requests outlive the page).
+    window.addEventListener('pagehide', () => {
+      if (session !== null) revokeQuietly(session.accessToken, session.refreshToken, session.client);
+    });
     byId('sign-out').addEventListener('click', () => endSession('You signed out.'));
     byId('console-error-close').addEventListener('click', clearError);
 

@@ -36,6 +36,7 @@ _NO_CLIENT = "(none)"
 # The method is the client's text: any other counts as one label value, not one per spelling.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _OTHER_METHOD = "(other)"
+_COUNTED = "authsvc.metrics.checked_out"
 # Event type -> the revocation kind it counts as.
 _REVOCATIONS = {
     AuditType.SESSION_REVOKED.value: "session",
@@ -164,11 +165,16 @@ class Metrics:
     def watch_pool(self, engine: Engine) -> None:
         # Checkout and checkin events rather than a look at the pool when scraped: with
         # several workers, each one's count is kept in the shared files and summed.
-        def checked_out(*_: Any) -> None:
+        # SQLAlchemy also fires "checkin" for a checkout that failed (its pre-ping and the
+        # reconnect both failed): only a connection marked on its way out is counted back in.
+        # record_info, unlike info, survives the connection being invalidated.
+        def checked_out(_dbapi: Any, record: Any, _proxy: Any) -> None:
+            record.record_info[_COUNTED] = True
             self.pool_in_use.inc()
 
-        def checked_in(*_: Any) -> None:
-            self.pool_in_use.dec()
+        def checked_in(_dbapi: Any, record: Any) -> None:
+            if record is not None and record.record_info.pop(_COUNTED, False):
+                self.pool_in_use.dec()
 
         event.listen(engine, "checkout", checked_out)
         event.listen(engine, "checkin", checked_in)

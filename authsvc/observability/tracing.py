@@ -46,7 +46,6 @@ def _without_query(span: Any, scope: dict[str, Any]) -> None:
 class Tracing:
     def __init__(self, provider: TracerProvider) -> None:
         self.provider = provider
-        self._sqlalchemy: Any = None
 
     @classmethod
     def from_environment(cls) -> Tracing | None:
@@ -76,23 +75,27 @@ class Tracing:
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=self.provider,
-            excluded_urls="healthz,readyz,metrics",
+            # Matched against scheme://host/path with re.search: anchored on the path alone,
+            # or a Host header holding "metrics" would hide any request from tracing.
+            excluded_urls=r"^[a-z]+://[^/]*/(healthz|readyz|metrics)$",
             server_request_hook=_without_query,
         )
 
     def instrument_engine(self, engine: Engine) -> None:
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+        """The instrumentation's engine tracer, on this engine alone and reporting to this
+        app's provider. Not ``SQLAlchemyInstrumentor``: it is one per process, patches
+        ``create_engine`` everywhere, and refuses SQLAlchemy 2.1 (its declared range ends
+        below it; the event API it uses is the same, and the test exports SQL spans on 2.1).
+        The listeners go with the engine, which the app disposes of at shutdown."""
+        from opentelemetry.instrumentation.sqlalchemy import __name__ as scope_name
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.metrics import NoOpMeterProvider
 
-        self._sqlalchemy = SQLAlchemyInstrumentor()
-        # Its declared range stops below SQLAlchemy 2.1, which pip installs for us; the event
-        # API it uses is unchanged there, and the test exports real SQL spans from 2.1.
-        self._sqlalchemy.instrument(
-            engine=engine, tracer_provider=self.provider, skip_dep_check=True
-        )
+        tracer = self.provider.get_tracer(scope_name)
+        # It also counts pool connections as OpenTelemetry metrics; /metrics does that here.
+        usage = NoOpMeterProvider().get_meter(scope_name).create_up_down_counter("unused")
+        EngineTracer(tracer, engine, usage)  # type: ignore[no-untyped-call]
 
     def shutdown(self) -> None:
-        """Export what is buffered, then stop tracing the engine (the instrumentor is one per
-        process: the next app in it can instrument its own engine)."""
-        if self._sqlalchemy is not None:
-            self._sqlalchemy.uninstrument()
+        """Export what is buffered."""
         self.provider.shutdown()

@@ -141,7 +141,10 @@ class AuditLog:
             details=_json_safe(details) if details else None,
         )
         if self._on_record is not None:
-            self._on_record(event)
+            try:
+                self._on_record(event)
+            except Exception:  # the request's outcome must not depend on a counter
+                logger.exception("audit observer failed on %s", event.type)
         with self._wake:
             if len(self._queue) >= self._max_queue:
                 # The database has been down long enough to fill memory; keep the newest.

@@ -145,6 +145,7 @@ class UserService:
         """A page of users, oldest first; ``search`` keeps those whose username (compared as
         the login compares it: NFKC, case-folded) or e-mail contains it."""
         query = select(User)
+        search = (search or "").strip()
         if search:
             needle = _like_pattern(search)
             query = query.where(

@@ -225,6 +225,7 @@ def searchable(client: TestClient, admin_headers: dict[str, str]) -> None:
         ("l_s", []),  # "_" is literal, not LIKE's any-character ("carlos" would match)
         ("%", []),  # and "%" is no wildcard either (no name holds one)
         ("nobody", []),
+        ("   ", ["Carol.Smith", "carlos", "dave_100", "erin", "root-admin"]),  # no filter
     ],
 )
 def test_list_users_q_keeps_those_whose_username_or_email_contains_it(

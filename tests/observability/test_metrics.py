@@ -4,6 +4,7 @@ never carries (raw paths, ids the caller typed, tokens), and who may read it."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,10 +14,14 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import create_engine
 from sqlalchemy import text as text_clause
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import QueuePool
 
 from authsvc.app import create_app
 from authsvc.config import Settings
+from authsvc.observability.metrics import Metrics
 from tests.helpers import (
     TOKEN_URL,
     USER_PASSWORD,
@@ -100,6 +105,44 @@ def serve(migrated: None) -> Iterator[Callable[..., TestClient]]:
 
 
 # --- what is counted ---------------------------------------------------------------------
+
+
+def test_the_pool_gauge_ignores_checkouts_that_failed() -> None:
+    """SQLAlchemy fires "checkin" with no "checkout" when a pooled connection fails its
+    pre-ping and the reconnect fails too (the database went away)."""
+    metrics = Metrics()
+    database_up = True
+
+    def connect() -> sqlite3.Connection:
+        if not database_up:
+            raise sqlite3.OperationalError("the database is down")
+        return sqlite3.connect(":memory:", check_same_thread=False)
+
+    engine = create_engine("sqlite://", creator=connect, poolclass=QueuePool, pool_pre_ping=True)
+    metrics.watch_pool(engine)
+    with engine.connect() as connection:
+        pooled = connection.connection.dbapi_connection
+    assert pooled is not None
+    pooled.close()  # the pooled connection dies, and no new one can be made
+    database_up = False
+    for _ in range(3):
+        with pytest.raises(OperationalError):
+            engine.connect()
+
+    assert metrics.registry.get_sample_value("authsvc_db_pool_connections_in_use") == 0
+    engine.dispose()
+
+
+def test_a_forwarded_scrape_through_a_proxy_we_do_not_trust_is_not_found(
+    serve: Callable[..., TestClient], make_settings: Callable[..., Settings]
+) -> None:
+    """A proxy on this host that is not in AUTHSVC_TRUSTED_PROXIES makes everyone local."""
+    client = serve(make_settings())
+
+    for header in ({"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"}):
+        response = client.get("/metrics", headers=header)
+        assert response.status_code == 404, header
+    assert client.get("/metrics").status_code == 200
 
 
 def test_a_scripted_flow_is_counted_exactly(

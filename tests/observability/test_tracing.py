@@ -75,11 +75,17 @@ def test_request_and_sql_spans_are_exported_over_otlp(
         # Credentials in a URL are refused (400), and must not reach the collector either.
         refused = client.post(f"{TOKEN_URL}?password={USER_PASSWORD}&client_secret=s3cr3t-42")
         assert refused.status_code == 400
+        # Probes are left out by path: a Host header naming one hides nothing.
+        hidden = client.post(
+            TOKEN_URL, data={"grant_type": "password"}, headers={"Host": "metrics"}
+        )
+        assert hidden.status_code == 400
     # Leaving the app's lifespan shut its provider down, which exports what was buffered.
 
     spans = _spans(exports)
     names = {span.name for _, span in spans}
     assert {"POST /oauth2/token", "GET /users/me"} <= names
+    assert [span.name for _, span in spans].count("POST /oauth2/token") == 3
     assert not any(name.startswith("GET /healthz") for name in names)
     sql = [span for _, span in spans if any(a.key == "db.system" for a in span.attributes)]
     assert sql, names
@@ -97,6 +103,34 @@ def test_request_and_sql_spans_are_exported_over_otlp(
     assert USER_PASSWORD.encode() not in exported
     assert b"s3cr3t-42" not in exported
     assert token.encode() not in exported
+
+
+def test_two_apps_in_one_process_each_export_their_own_sql_spans(
+    collector: tuple[str, list[ExportTraceServiceRequest]],
+    make_settings: Callable[..., Settings],
+    user: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint, exports = collector
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+    apps = {}
+    for service in ("first", "second"):
+        monkeypatch.setenv("OTEL_SERVICE_NAME", service)
+        apps[service] = create_app(make_settings(auth_cache_ttl=0))
+
+    with TestClient(apps["first"]) as first, TestClient(apps["second"]) as second:
+        for client in (first, second):
+            token = password_login(client, "alice", USER_PASSWORD)["access_token"]
+            assert client.get("/users/me", headers=bearer(token)).status_code == 200
+
+    sql_by_service: dict[str, int] = {}
+    for resource, span in _spans(exports):
+        if any(attribute.key == "db.system" for attribute in span.attributes):
+            [service] = [
+                a.value.string_value for a in resource.attributes if a.key == "service.name"
+            ]
+            sql_by_service[service] = sql_by_service.get(service, 0) + 1
+    assert set(sql_by_service) == {"first", "second"}
 
 
 def test_without_an_endpoint_the_app_is_not_instrumented(

@@ -143,6 +143,17 @@ def test_record_fills_every_field_and_keeps_ids_as_text(sessions: Sessions) -> N
     assert second.id > first.id
 
 
+def test_an_observer_that_raises_does_not_stop_the_event(sessions: Sessions) -> None:
+    def broken(record: AuditRecord) -> None:
+        raise OSError("no space left on device")
+
+    log = AuditLog(sessions, on_record=broken)
+    log.record(AuditType.LOGIN_SUCCEEDED, username="alice")
+
+    assert log.flush() == 1
+    assert [event.username for event in stored(sessions)] == ["alice"]
+
+
 def test_max_queue_drops_the_oldest_and_counts_them(sessions: Sessions) -> None:
     log = AuditLog(sessions, max_queue=10)
 
