@@ -16,6 +16,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, Str
 from authsvc.security.passwords import check_password_policy
 from authsvc.services.users import normalize_username, validate_scope_name
 
+# No control characters in query parameters (PostgreSQL refuses NUL in text, and no name has
+# them), as a pattern FastAPI checks and OpenAPI documents; _printable is the body's rule.
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
 
 def _printable(value: str) -> str:
     # Control characters have no place in names; a NUL is not even valid PostgreSQL text.

@@ -11,6 +11,7 @@ from authsvc.api.deps import AdminUser, AuditDep, ContextDep, SessionDep, requir
 from authsvc.api.responses import SCOPED, Responses, detail, unknown_scopes
 from authsvc.db.models import User
 from authsvc.schemas import (
+    PRINTABLE_PATTERN,
     AdminUserUpdate,
     ScopeCreate,
     ScopeOut,
@@ -57,7 +58,7 @@ def list_users(
         str | None,
         Query(
             max_length=150,
-            pattern=r"^[^\x00-\x1f\x7f]*$",
+            pattern=PRINTABLE_PATTERN,
             description="Username or e-mail contains",
         ),
     ] = None,

@@ -20,14 +20,12 @@ from authsvc.api.responses import SCOPED, unprocessable
 from authsvc.context import AppContext
 from authsvc.oauth2.bearer import refuse_websocket, refused, token_from_websocket
 from authsvc.oauth2.errors import OAuth2Error, TemporarilyUnavailableError
-from authsvc.schemas import AuditEventOut, AuditPage
+from authsvc.schemas import PRINTABLE_PATTERN, AuditEventOut, AuditPage
 from authsvc.security.principal import Principal
 from authsvc.security.tokens import TokenValidationError
 from authsvc.services.audit import AuditQuery
 
 ADMIN_SCOPE = "admin"
-# No control characters: PostgreSQL refuses NUL in text, and no name has them.
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 _EVENT_TYPE = re.compile(r"[a-z_.]{1,64}")
 POLL_INTERVAL = 0.5
 # How long an id skipped by the sequence is waited for (a late commit from another replica).
@@ -50,7 +48,8 @@ def list_audit_events(
         list[str] | None, Query(alias="type", description="Event types (repeatable)")
     ] = None,
     user: Annotated[
-        str | None, Query(max_length=150, pattern=_PRINTABLE, description="User id or username")
+        str | None,
+        Query(max_length=150, pattern=PRINTABLE_PATTERN, description="User id or username"),
     ] = None,
     since: Annotated[datetime | None, Query(description="Only events at or after")] = None,
     before: Annotated[

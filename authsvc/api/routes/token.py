@@ -16,6 +16,7 @@ from authsvc.api.deps import context_of
 from authsvc.api.responses import OAUTH2_ENDPOINT
 from authsvc.api.shortcuts import Endpoint
 from authsvc.oauth2.errors import NO_STORE_HEADERS
+from authsvc.oauth2.rfc7009 import TOKEN_TYPE_HINTS
 from authsvc.schemas import IntrospectionResponse, TokenResponse
 from authsvc.security.network import caller_of
 
@@ -38,7 +39,7 @@ def _form(required: str, **properties: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-_TOKEN_TYPE_HINT = {"type": "string", "enum": ["access_token", "refresh_token"]}
+_TOKEN_TYPE_HINT = {"type": "string", "enum": list(TOKEN_TYPE_HINTS)}
 
 
 @router.post(
