@@ -52,6 +52,11 @@ class Server:
     process: subprocess.Popen[bytes]
     startup_seconds: float
 
+    def cpu_seconds(self) -> float:
+        """CPU time the serving process has used so far (every thread)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         """Resident memory of the serving process (one worker: the process itself)."""
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -104,6 +109,18 @@ def process(
             proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def wait_until_idle(server: Server, *, timeout: float = 30.0) -> None:
+    """Until the server uses under 5% of a core: work queued by a finished load (logins
+    still hashing after their clients left) would otherwise run into the next measurement."""
+    deadline = time.monotonic() + timeout
+    interval = 0.25
+    while time.monotonic() < deadline:
+        before = server.cpu_seconds()
+        time.sleep(interval)
+        if server.cpu_seconds() - before < 0.05 * interval:
+            return
 
 
 def gateway_env(workdir: Path, port: int, **extra: str) -> dict[str, str]:

@@ -12,10 +12,9 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
-from sqlalchemy import case, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, String, Table, bindparam, delete, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from authsvc.db.engine import affected_rows
@@ -31,6 +30,33 @@ class CounterStore(Protocol):
     def read(self, key: str, window_start: int) -> int: ...
 
 
+_COUNTERS = cast(Table, RateLimitCounter.__table__)
+# Built once: these run on every password attempt. The upsert is text because SQLAlchemy
+# cannot cache a compiled ON CONFLICT statement (it would compile it on every call), and
+# this SQL is the same on SQLite and PostgreSQL. One atomic statement: concurrent
+# increments on several replicas all count.
+_INCREMENT = text(
+    "INSERT INTO rate_limit_counters (key, window_start, count) VALUES (:key, :window_start, 1) "
+    "ON CONFLICT (key) DO UPDATE SET "
+    "count = CASE WHEN rate_limit_counters.window_start = excluded.window_start "
+    "THEN rate_limit_counters.count + 1 ELSE 1 END, "
+    "window_start = excluded.window_start "
+    "RETURNING count"
+).bindparams(bindparam("key", type_=String()), bindparam("window_start", type_=BigInteger()))
+_DECREMENT = (
+    update(_COUNTERS)
+    .where(
+        _COUNTERS.c.key == bindparam("p_key"),
+        _COUNTERS.c.window_start == bindparam("p_window_start"),
+        _COUNTERS.c.count > 0,
+    )
+    .values(count=_COUNTERS.c.count - 1)
+)
+_READ = select(_COUNTERS.c.count).where(
+    _COUNTERS.c.key == bindparam("p_key"), _COUNTERS.c.window_start == bindparam("p_window_start")
+)
+
+
 class SqlCounterStore:
     """Counters as rows, one per key (the window start rides along and resets the count)."""
 
@@ -39,43 +65,21 @@ class SqlCounterStore:
 
     def increment(self, key: str, window_start: int, window: int) -> int:
         with self._sessions() as session:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            proposed = insert(RateLimitCounter).values(key=key, window_start=window_start, count=1)
-            # One atomic statement: concurrent increments on several replicas all count.
-            statement = proposed.on_conflict_do_update(
-                index_elements=[RateLimitCounter.key],
-                set_={
-                    "count": case(
-                        (RateLimitCounter.window_start == window_start, RateLimitCounter.count + 1),
-                        else_=1,
-                    ),
-                    "window_start": window_start,
-                },
-            ).returning(RateLimitCounter.count)
-            count = session.execute(statement).scalar_one()
+            count = session.execute(
+                _INCREMENT, {"key": key, "window_start": window_start}
+            ).scalar_one()
             session.commit()
             return int(count)
 
     def decrement(self, key: str, window_start: int) -> None:
         with self._sessions() as session:
-            session.execute(
-                update(RateLimitCounter)
-                .where(
-                    RateLimitCounter.key == key,
-                    RateLimitCounter.window_start == window_start,
-                    RateLimitCounter.count > 0,
-                )
-                .values(count=RateLimitCounter.count - 1)
-            )
+            session.execute(_DECREMENT, {"p_key": key, "p_window_start": window_start})
             session.commit()
 
     def read(self, key: str, window_start: int) -> int:
         with self._sessions() as session:
             count = session.execute(
-                select(RateLimitCounter.count).where(
-                    RateLimitCounter.key == key, RateLimitCounter.window_start == window_start
-                )
+                _READ, {"p_key": key, "p_window_start": window_start}
             ).scalar_one_or_none()
             return int(count or 0)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import or_, update
+from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.orm import Session
 
 from authsvc.db.engine import affected_rows
@@ -20,6 +21,20 @@ from authsvc.services.live_state import UNRELATED
 
 def is_locked(locked_until: datetime | None, now: datetime | None = None) -> bool:
     return locked_until is not None and locked_until > (now or utcnow())
+
+
+_USERS = cast(Table, User.__table__)
+# Every successful login runs this: built once, and on the table (no ORM bookkeeping).
+_CLEAR = (
+    update(_USERS)
+    .execution_options(**UNRELATED)
+    .where(
+        _USERS.c.id == bindparam("p_id"),
+        or_(_USERS.c.locked_until.is_(None), _USERS.c.locked_until <= bindparam("p_now")),
+    )
+    .values(failed_logins=0, locked_until=None, updated_at=_USERS.c.updated_at)
+    .returning(_USERS.c.id)
+)
 
 
 class AccountLockout:
@@ -60,19 +75,12 @@ class AccountLockout:
         return locked
 
     def record_success(self, user_id: uuid.UUID) -> bool:
-        """Clear the failure count after a correct password; False when the account is locked.
+        """Clear the failure count after a correct password, inside the caller's transaction
+        (the login's session starts in the same one); False when the account is locked.
 
         Checked in the same statement that clears, not on the row read before bcrypt: a
         correct password that was being checked while a burst of wrong ones locked the
         account must be refused like them.
         """
-        now = utcnow()
-        cleared = self.session.execute(
-            update(User)
-            .execution_options(**UNRELATED)
-            .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
-            .values(failed_logins=0, locked_until=None, updated_at=User.updated_at)
-            .returning(User.id)
-        ).scalar_one_or_none()
-        self.session.commit()
-        return cleared is not None
+        cleared = self.session.execute(_CLEAR, {"p_id": user_id, "p_now": utcnow()})
+        return cleared.scalar_one_or_none() is not None

@@ -191,6 +191,19 @@ _ADD_TOKEN = insert(_TOKENS).values(
 
 _ROTATE_IN_ONE_STATEMENT = _rotate_in_one_statement()
 
+# The password grant's: is the user still as verified, and a new family for the sign-in.
+_LOGIN_CHECK = select(_USERS.c.is_active, _USERS.c.password_hash).where(
+    _USERS.c.id == bindparam("p_user_id")
+)
+_ADD_FAMILY = insert(_FAMILIES).values(
+    id=bindparam("p_id"),
+    user_id=bindparam("p_user_id"),
+    client_id=bindparam("p_client_id"),
+    created_at=bindparam("p_now"),
+    last_used_at=bindparam("p_now"),
+    expires_at=bindparam("p_expires_at"),
+)
+
 
 class SessionService:
     def __init__(self, session: Session, refresh_ttl: int) -> None:
@@ -209,20 +222,22 @@ class SessionService:
         not open a new one.
         """
         now = utcnow()
-        user = self.session.get(User, user_id)
+        user = self.session.execute(_LOGIN_CHECK, {"p_user_id": user_id}).one_or_none()
         if user is None or not user.is_active or user.password_hash != password_hash:
             self.session.rollback()
             raise RefreshTokenError("the password changed during the login")
-        family = RefreshFamily(
-            user_id=user_id,
-            client_id=client_id,
-            created_at=now,
-            last_used_at=now,
-            expires_at=now + self.refresh_ttl,
+        family_id = uuid.uuid4()
+        self.session.execute(
+            _ADD_FAMILY,
+            {
+                "p_id": family_id,
+                "p_user_id": user_id,
+                "p_client_id": client_id,
+                "p_now": now,
+                "p_expires_at": now + self.refresh_ttl,
+            },
         )
-        self.session.add(family)
-        self.session.flush()
-        token = self._add_token(family.id, " ".join(scopes), now)
+        token = self._add_token(family_id, " ".join(scopes), now)
         self.session.commit()
         return token
 

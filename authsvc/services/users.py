@@ -10,14 +10,15 @@ import unicodedata
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from authsvc.db.engine import affected_rows
-from authsvc.db.models import Scope, User, utcnow
+from authsvc.db.models import Scope, User, user_scopes, utcnow
 from authsvc.oauth2.scope import is_scope_token
 from authsvc.services.sessions import revoke_user_families
 
@@ -123,6 +124,41 @@ class NewUser:
     is_active: bool = True
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """What a password login needs of a user: no ORM object, nothing it does not read."""
+
+    id: uuid.UUID
+    username: str
+    password_hash: str
+    is_active: bool
+    scopes: tuple[str, ...]
+    locked_until: datetime | None
+
+
+def _lookup_key(username: str) -> str | None:
+    key = username_key(username)
+    # No stored user can have another name; and some inputs (a NUL byte) are not even valid
+    # PostgreSQL text, so they must not reach a query.
+    return key if is_username_text(key) else None
+
+
+# Every password login runs this: built once, one round trip (a row per scope held).
+_CREDENTIALS = (
+    select(
+        User.id,
+        User.username,
+        User.password_hash,
+        User.is_active,
+        User.locked_until,
+        user_scopes.c.scope_name,
+    )
+    .outerjoin(user_scopes, user_scopes.c.user_id == User.id)
+    .where(User.username_key == bindparam("p_key"))
+    .order_by(user_scopes.c.scope_name)
+)
+
+
 class UserService:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -131,12 +167,28 @@ class UserService:
         return self.session.get(User, user_id)
 
     def get_by_username(self, username: str) -> User | None:
-        key = username_key(username)
-        if not is_username_text(key):
-            # No stored user can have this name; and some inputs (a NUL byte) are not even
-            # valid PostgreSQL text, so they must not reach the query.
+        key = _lookup_key(username)
+        if key is None:
             return None
         return self.session.scalar(select(User).where(User.username_key == key))
+
+    def credentials(self, username: str) -> Credentials | None:
+        """The login's view of ``get_by_username``: the same lookup, without loading a User."""
+        key = _lookup_key(username)
+        if key is None:
+            return None
+        rows = self.session.execute(_CREDENTIALS, {"p_key": key}).all()
+        if not rows:
+            return None
+        first = rows[0]
+        return Credentials(
+            id=first.id,
+            username=first.username,
+            password_hash=first.password_hash,
+            is_active=first.is_active,
+            scopes=tuple(row.scope_name for row in rows if row.scope_name is not None),
+            locked_until=first.locked_until,
+        )
 
     def count(self) -> int:
         return self.session.scalar(select(func.count()).select_from(User)) or 0
