@@ -25,6 +25,7 @@ FORM = ("Content-Type", "application/x-www-form-urlencoded")
 PROBE_CONNECTIONS = 4
 PROBE_PAUSE_MS = 20
 STORM_CONNECTIONS = 8
+VERIFIES_PER_THREAD = 75
 POSTGRES_URL = os.environ.get(
     "AUTHSVC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -232,8 +233,8 @@ def logins(options: Options, workdir: Path, facts: dict[str, Any], cost: int) ->
     )
     probe_load = wrk.Load(lua=wrk.paced(PROBE_PAUSE_MS))
     # Long enough that the logins cut off at the end of a run (up to one per hashing thread,
-    # half done on average) weigh little: about 75 logins per run at cost 12.
-    seconds = max(options.seconds, 15.0)
+    # half done on average) weigh little: 75 verifies per thread, 15 s at cost 12.
+    seconds = max(options.seconds, VERIFIES_PER_THREAD * bcrypt_verify_seconds(cost))
     storms: list[tuple[wrk.Result, float]] = []
     alone: list[tuple[wrk.Result, float]] = []
     verifies: list[float] = []

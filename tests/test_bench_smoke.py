@@ -72,3 +72,25 @@ def test_bench_timing_part_reports_both_medians_against_one_verify(
     assert facts["login_timing_unknown_user_median_ms"] > 0
     assert facts["login_timing_wrong_password_median_ms"] > 0
     assert facts["login_timing_difference_of_one_verify"] >= 0
+
+
+def test_bench_logins_part_times_the_bound_before_every_storm(wrk: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "bench", "--only", "logins", "--bcrypt-cost", "4"]
+    command += ["--seconds", "1", "--rounds", "1", "--results", str(tmp_path)]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    outcome = json.loads((tmp_path / "latest.json").read_text())
+    rows = {row["name"]: row for row in outcome["rows"]}
+    assert list(rows) == [
+        "password logins, bcrypt cost 4 (storm alone)",
+        "password logins, bcrypt cost 4 (during the probe)",
+        "/healthz probe during a login storm",
+    ]
+    # One round (A B B A): two storms beside the probe, then one alone; each with its bound.
+    assert len(outcome["facts"]["bcrypt_verify_ms_each_storm"]) == 3
+    assert len(rows["password logins, bcrypt cost 4 (during the probe)"]["rounds"]) == 2
+    assert len(rows["password logins, bcrypt cost 4 (storm alone)"]["rounds"]) == 1
+    assert all(row["rate"] > 0 and row["baseline_rate"] > 0 for row in rows.values())
