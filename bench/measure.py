@@ -26,9 +26,15 @@ class Row:
     baseline_p99_ms: float = float("nan")
     goal: str = ""
     rounds: list[dict[str, float]] = field(default_factory=list)
+    # Each round's target against its own baseline (the login storms, each with the bound
+    # timed just before it): the ratio is the median of those, not a ratio of medians taken
+    # from different rounds.
+    paired: bool = False
 
     @property
     def ratio(self) -> float:
+        if self.paired and self.rounds:
+            return statistics.median(r["target"] / r["baseline"] for r in self.rounds)
         return self.rate / self.baseline_rate if self.baseline_rate else float("nan")
 
 

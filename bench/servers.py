@@ -121,6 +121,7 @@ def wait_until_idle(server: Server, *, timeout: float = 30.0) -> None:
         time.sleep(interval)
         if server.cpu_seconds() - before < 0.05 * interval:
             return
+    raise RuntimeError(f"{server.url} still busy after {timeout:g} s: nothing to measure against")
 
 
 def gateway_env(workdir: Path, port: int, **extra: str) -> dict[str, str]:

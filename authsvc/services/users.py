@@ -269,13 +269,13 @@ class UserService:
 
     def set_password_hash(self, user_id: uuid.UUID, password_hash: str, *, expected: str) -> bool:
         """Replace the hash only if it is still ``expected``: a login's upgrade-rehash must not
-        overwrite a password reset that landed while bcrypt was running."""
+        overwrite a password reset that landed while bcrypt was running. In the caller's
+        transaction (the login's, which also starts the session)."""
         result = self.session.execute(
             update(User)
             .where(User.id == user_id, User.password_hash == expected)
             .values(password_hash=password_hash)
         )
-        self.session.commit()
         return affected_rows(result) == 1
 
     def delete(self, user: User) -> None:

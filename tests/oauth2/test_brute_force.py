@@ -20,10 +20,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from authsvc.app import create_app
 from authsvc.config import Settings
-from authsvc.db.models import User
+from authsvc.db.models import AuditEvent, RefreshFamily, User
 from authsvc.oauth2.grants import password as password_grant
 from authsvc.oauth2.grants.password import PasswordGrant
 from authsvc.services.lockout import AccountLockout
@@ -868,6 +869,84 @@ def test_right_password_checked_while_a_burst_locked_the_account_is_refused(
 
     assert shape(response) == shape(wrong)
     assert lockout_row(client, "alice")[1] is not None
+
+
+def test_right_password_asking_an_unknown_scope_while_a_burst_locked_it_is_refused_as_locked(
+    open_client: OpenClient, user: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # invalid_scope would tell the caller the password was right: the lock is checked first.
+    client = open_client(rate_limit_failures=0)
+    wrong = login(client, "alice", WRONG)
+    set_locked_until(client, "alice", datetime.now(UTC) + timedelta(minutes=5))
+    monkeypatch.setattr(password_grant, "is_locked", lambda locked_until: False)
+
+    response = client.post(
+        TOKEN_URL,
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": USER_PASSWORD,
+            "scope": "no-such-scope",
+        },
+    )
+
+    assert shape(response) == shape(wrong)
+
+
+def test_a_database_error_loading_the_user_gives_the_address_its_count_back(
+    open_client: OpenClient, user: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = open_client(rate_limit_failures=1, rate_limit_window=60)
+    original = PasswordGrant._load
+
+    def unavailable(self: PasswordGrant, username: str) -> Any:
+        raise OperationalError("SELECT", {}, Exception("the database went away"))
+
+    monkeypatch.setattr(PasswordGrant, "_load", unavailable)
+    assert_oauth_error(login(client, "alice", USER_PASSWORD), 503, "temporarily_unavailable")
+    monkeypatch.setattr(PasswordGrant, "_load", original)
+
+    # With a limit of one failure, a count kept from the 503 would make this a 429.
+    assert login(client, "alice", USER_PASSWORD).status_code == 200
+
+
+def test_a_password_changed_during_the_check_refuses_the_login_without_counting_it(
+    open_client: OpenClient, user: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = open_client(rate_limit_failures=1, rate_limit_window=60)
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    new_password = "changed-meanwhile-1"
+    new_hash = ctx.hasher.hash(new_password)
+    verify = ctx.hasher.verify_async
+
+    async def reset_while_checking(password: str, password_hash: str | None) -> Any:
+        result = await verify(password, password_hash)
+        with ctx.sessionmaker() as session:
+            session.execute(
+                update(User).where(User.username == "alice").values(password_hash=new_hash)
+            )
+            session.commit()
+        return result
+
+    monkeypatch.setattr(ctx.hasher, "verify_async", reset_while_checking)
+    assert_oauth_error(
+        login(client, "alice", USER_PASSWORD), 400, "invalid_grant", INVALID_CREDENTIALS
+    )
+    monkeypatch.setattr(ctx.hasher, "verify_async", verify)
+
+    ctx.audit.flush()
+    with ctx.sessionmaker() as session:
+        reasons = [
+            (event.details or {}).get("reason")
+            for event in session.scalars(
+                select(AuditEvent).where(AuditEvent.type == "login.failed")
+            )
+        ]
+        sessions = session.scalars(select(RefreshFamily)).all()
+    assert reasons == ["password_changed"]
+    assert sessions == []
+    # Not a guess: with a limit of one failure, a counted refusal would make this a 429.
+    assert login(client, "alice", new_password).status_code == 200
 
 
 def test_addresses_of_one_ipv6_64_share_a_counter(

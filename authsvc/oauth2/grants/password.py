@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from authsvc.oauth2.client_auth import OAuthClient
-from authsvc.oauth2.errors import InvalidCredentialsError, InvalidGrantError, RateLimitedError
+from authsvc.oauth2.errors import (
+    InvalidCredentialsError,
+    InvalidGrantError,
+    InvalidScopeError,
+    RateLimitedError,
+)
 from authsvc.oauth2.grants.base import BaseGrant
 from authsvc.oauth2.scope import grant_scopes, parse_scope
 from authsvc.oauth2.token_endpoint import TokenRequest
@@ -29,13 +33,8 @@ class _AccountLocked(Exception):
     """Raised in a worker thread, answered as wrong credentials on the event loop."""
 
 
-@dataclass(frozen=True)
-class _Login:
-    """A verified login, its session started (when the client may refresh)."""
-
-    user: Credentials
-    scopes: list[str]
-    refresh_token: str | None
+class _PasswordChanged(Exception):
+    """The password changed while the old one was being checked: the login is refused."""
 
 
 class PasswordGrant(BaseGrant):
@@ -56,50 +55,72 @@ class PasswordGrant(BaseGrant):
         all slip under the limit; a request that does not end in wrong credentials gets the
         count back. Returns (seconds to wait, 0 when allowed; the user, if any).
         """
-        retry_after = self.ctx.failure_limiter.reserve(address)
+        limiter = self.ctx.failure_limiter
+        retry_after = limiter.reserve(address)
         if retry_after or len(username) > MAX_CREDENTIAL_LENGTH:
             return retry_after, None
-        return 0, self._load(username)
+        try:
+            return 0, self._load(username)
+        except BaseException:
+            limiter.refund(address)
+            raise
 
     def _complete(
         self,
         address: str | None,
         user: Credentials,
         client: OAuthClient,
-        scopes: list[str],
-        password_hash: str,
-    ) -> str | None:
-        """After a correct password: clear the account's failure count and start the
-        session in one transaction, then give the address its count back.
+        requested: list[str] | None,
+        new_hash: str | None,
+    ) -> tuple[list[str], str | None]:
+        """After a correct password, in one transaction: clear the account's failure count,
+        store the upgraded hash, start the session; then give the address its count back.
 
-        Returns the refresh token (None when the client may not refresh). Raises
-        ``_AccountLocked`` when a burst of wrong passwords locked the account while this one
-        was being checked, and InvalidGrantError when the password changed meanwhile (that
-        change already ended the user's sessions; this login must not open a new one).
+        The lockout is checked first, in the statement that clears it: a correct password
+        that was being checked while a burst of wrong ones locked the account is refused
+        like them (``_AccountLocked``, the one outcome that keeps the count), before anything
+        that only a correct password could get (a scope error, a session). A password
+        changed meanwhile refuses the login (``_PasswordChanged``): that change ended the
+        user's sessions, and this login must not open a new one.
+
+        Returns the granted scopes and the refresh token (None when the client may not
+        refresh). The count is given back here, exactly once, whatever else happens.
         """
-        with self.ctx.sessionmaker() as session:
-            if self.ctx.settings.lockout_threshold and not self._lockout(session).record_success(
-                user.id
-            ):
-                session.rollback()
-                raise _AccountLocked
-            refresh_token = None
-            if REFRESH_TOKEN_GRANT in client.grant_types:
-                service = SessionService(session, self.ctx.settings.refresh_token_ttl)
+        counted = False
+        try:
+            with self.ctx.sessionmaker() as session:
+                if self.ctx.settings.lockout_threshold and not self._lockout(
+                    session
+                ).record_success(user.id):
+                    counted = True
+                    raise _AccountLocked
                 try:
-                    refresh_token = service.start(
-                        user.id, client.client_id, scopes, password_hash=password_hash
-                    )
-                except RefreshTokenError:
-                    raise InvalidGrantError(INVALID_CREDENTIALS) from None
-            else:
-                session.commit()
-        self.ctx.failure_limiter.refund(address)
-        return refresh_token
-
-    def _store_rehash(self, user_id: uuid.UUID, password_hash: str, old_hash: str) -> bool:
-        with self.ctx.sessionmaker() as session:
-            return UserService(session).set_password_hash(user_id, password_hash, expected=old_hash)
+                    scopes = grant_scopes(requested, client.restrict(user.scopes))
+                except InvalidScopeError:
+                    session.commit()  # the password was right: its failures are cleared
+                    raise
+                password_hash = user.password_hash
+                if new_hash is not None:
+                    if not UserService(session).set_password_hash(
+                        user.id, new_hash, expected=password_hash
+                    ):
+                        raise _PasswordChanged
+                    password_hash = new_hash
+                refresh_token = None
+                if REFRESH_TOKEN_GRANT in client.grant_types:
+                    service = SessionService(session, self.ctx.settings.refresh_token_ttl)
+                    try:
+                        refresh_token = service.start(
+                            user.id, client.client_id, scopes, password_hash=password_hash
+                        )
+                    except RefreshTokenError:
+                        raise _PasswordChanged from None
+                else:
+                    session.commit()
+            return scopes, refresh_token
+        finally:
+            if not counted:
+                self.ctx.failure_limiter.refund(address)
 
     def _lockout(self, session: Session) -> AccountLockout:
         settings = self.ctx.settings
@@ -111,13 +132,9 @@ class PasswordGrant(BaseGrant):
         with self.ctx.sessionmaker() as session:
             return self._lockout(session).record_failure(user_id)
 
-    def _refused(
-        self,
-        request: TokenRequest,
-        client_id: str | None,
-        reason: str,
-        user: Credentials | None = None,
-    ) -> InvalidCredentialsError:
+    def _audit_refusal(
+        self, request: TokenRequest, client_id: str | None, reason: str, user: Credentials | None
+    ) -> None:
         # The attempted name of an unknown account is not recorded: it is often a password
         # typed into the wrong field.
         self.ctx.audit.record(
@@ -129,7 +146,19 @@ class PasswordGrant(BaseGrant):
             client_id=client_id,
             reason=reason,
         )
-        return InvalidCredentialsError(INVALID_CREDENTIALS)
+
+    def _refused(
+        self,
+        request: TokenRequest,
+        client_id: str | None,
+        reason: str,
+        user: Credentials | None = None,
+    ) -> InvalidCredentialsError:
+        """Wrong credentials, as far as the caller can tell; counted already (``_begin``)."""
+        self._audit_refusal(request, client_id, reason, user)
+        refusal = InvalidCredentialsError(INVALID_CREDENTIALS)
+        refusal.counted = True
+        return refusal
 
     async def issue(self, request: TokenRequest) -> dict[str, Any]:
         username = request.require("username")
@@ -137,35 +166,51 @@ class PasswordGrant(BaseGrant):
         requested = parse_scope(request.get("scope"))
         client = await self.client(request)
         address = request.caller.ip
-        retry_after, user = await run_in_threadpool(self._begin, address, username)
+        retry_after, candidate = await run_in_threadpool(self._begin, address, username)
         if retry_after:
             raise RateLimitedError(retry_after)
         try:
-            login = await self._login(request, client, user, password, requested)
-        except InvalidCredentialsError as exc:
-            exc.counted = True
-            raise
+            user, new_hash = await self._check_password(request, client, candidate, password)
+        except InvalidCredentialsError:
+            raise  # wrong credentials keep the count
         except BaseException:
-            # The success path gave the count back in ``_complete``.
             await run_in_threadpool(self.ctx.failure_limiter.refund, address)
             raise
+        # From here ``_complete`` gives the count back itself, whatever happens.
+        try:
+            scopes, refresh_token = await run_in_threadpool(
+                self._complete, address, user, client, requested, new_hash
+            )
+        except _AccountLocked:
+            raise self._refused(request, client.audit_id, "locked", user) from None
+        except _PasswordChanged:
+            self._audit_refusal(request, client.audit_id, "password_changed", user)
+            raise InvalidGrantError(INVALID_CREDENTIALS) from None
+        self.ctx.audit.record(
+            AuditType.LOGIN_SUCCEEDED,
+            caller=request.caller,
+            subject_id=user.id,
+            username=user.username,
+            client_id=client.audit_id,
+        )
         return self.access_token_response(
             request,
             client,
-            subject=str(login.user.id),
-            scopes=login.scopes,
-            username=login.user.username,
-            refresh_token=login.refresh_token,
+            subject=str(user.id),
+            scopes=scopes,
+            username=user.username,
+            refresh_token=refresh_token,
         )
 
-    async def _login(
+    async def _check_password(
         self,
         request: TokenRequest,
         client: OAuthClient,
         user: Credentials | None,
         password: str,
-        requested: list[str] | None,
-    ) -> _Login:
+    ) -> tuple[Credentials, str | None]:
+        """The user whose password this is, and its upgraded hash when the cost changed;
+        raises wrong credentials otherwise."""
         ok, new_hash = await self.ctx.hasher.verify_async(
             password, user.password_hash if user is not None else None
         )
@@ -188,27 +233,4 @@ class PasswordGrant(BaseGrant):
             raise self._refused(request, client.audit_id, "wrong_password", user)
         if not user.is_active:
             raise self._refused(request, client.audit_id, "disabled", user)
-        current_hash = user.password_hash
-        if new_hash is not None:
-            stored = await run_in_threadpool(
-                self._store_rehash, user.id, new_hash, user.password_hash
-            )
-            if not stored:
-                # The password was changed while we verified the old one.
-                raise InvalidGrantError(INVALID_CREDENTIALS)
-            current_hash = new_hash
-        scopes = grant_scopes(requested, client.restrict(user.scopes))
-        try:
-            refresh_token = await run_in_threadpool(
-                self._complete, request.caller.ip, user, client, scopes, current_hash
-            )
-        except _AccountLocked:
-            raise self._refused(request, client.audit_id, "locked", user) from None
-        self.ctx.audit.record(
-            AuditType.LOGIN_SUCCEEDED,
-            caller=request.caller,
-            subject_id=user.id,
-            username=user.username,
-            client_id=client.audit_id,
-        )
-        return _Login(user, scopes, refresh_token)
+        return user, new_hash
