@@ -192,8 +192,13 @@ _ADD_TOKEN = insert(_TOKENS).values(
 _ROTATE_IN_ONE_STATEMENT = _rotate_in_one_statement()
 
 # The password grant's: is the user still as verified, and a new family for the sign-in.
-_LOGIN_CHECK = select(_USERS.c.is_active, _USERS.c.password_hash).where(
-    _USERS.c.id == bindparam("p_user_id")
+# FOR SHARE (PostgreSQL; SQLite has one writer at a time anyway): a password reset, a
+# disable or a revoke-all writes the user's row before revoking families, so it waits for
+# this login to commit its family (and then revokes it), or this waits and reads its change.
+_LOGIN_CHECK = (
+    select(_USERS.c.is_active, _USERS.c.password_hash)
+    .where(_USERS.c.id == bindparam("p_user_id"))
+    .with_for_update(read=True)
 )
 _ADD_FAMILY = insert(_FAMILIES).values(
     id=bindparam("p_id"),
@@ -407,10 +412,14 @@ class SessionService:
         return changed == 1
 
     def revoke_all_for_user(self, user_id: uuid.UUID) -> None:
-        """Revoke every family and refuse every access token issued until now."""
+        """Revoke every family and refuse every access token issued until now.
+
+        The user's row first: its lock orders this against a login starting a session (see
+        ``start``), so no family slips in between.
+        """
         now = utcnow()
-        revoke_user_families(self.session, user_id, now)
         self.session.execute(update(User).where(User.id == user_id).values(tokens_valid_after=now))
+        revoke_user_families(self.session, user_id, now)
         self.session.commit()
 
     def revoke_for_client(self, client_id: str) -> None:

@@ -248,10 +248,11 @@ class UserService:
 
         A new password or a disabled account ends every refresh token family of the user in
         the same transaction: sessions are bound to the password they were started with.
+        The user's row is written first, so its lock orders this against a login starting a
+        session: a login that got there first has its family revoked here, a later one finds
+        the new password (see ``SessionService.start``).
         """
         try:
-            if "password_hash" in changes or changes.get("is_active") is False:
-                revoke_user_families(self.session, user.id, utcnow())
             for field, value in changes.items():
                 if field == "scopes":
                     user.scopes = self._resolve_scopes(value)
@@ -261,6 +262,9 @@ class UserService:
                     raise ValueError(f"cannot change {field}")
             # A change to the scope grants alone touches no column of the users row.
             user.updated_at = utcnow()
+            if "password_hash" in changes or changes.get("is_active") is False:
+                self.session.flush()
+                revoke_user_families(self.session, user.id, utcnow())
             self.session.commit()
         except UnknownScopeError:
             self.session.rollback()
