@@ -3,9 +3,8 @@
 The chain is: context -> session; bearer token -> verified claims (scopes checked) -> active
 user (scopes checked again against the user's current grants): ``CurrentAccount`` as kept for
 at most ``auth_cache_ttl`` (one dependency that verifies the token itself), ``CurrentUser`` as
-the row read in the request's session. Scopes
-declared with ``Security(..., scopes=[...])`` at the router and at the route accumulate through
-``SecurityScopes``, so they layer.
+the row read in the request's session. Scopes declared with ``Security(..., scopes=[...])`` at
+the router and at the route accumulate through ``SecurityScopes``, so they layer.
 """
 
 from __future__ import annotations
