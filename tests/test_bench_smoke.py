@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,15 +32,21 @@ def wrk() -> str:
     return found
 
 
-def test_bench_gateway_and_refresh_parts_run_and_write_the_table(wrk: str, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "bench", "--seconds", "1", "--rounds", "1"]
-    command += ["--connections", "2", "--only", "gateway,refresh", "--results", str(tmp_path)]
+def run_bench(results: Path, *options: str) -> tuple[str, Any]:
+    """``python -m bench`` with these options; it must succeed. Its table and latest.json."""
+    command = [sys.executable, "-m", "bench", *options, "--results", str(results)]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
     )
-
     assert result.returncode == 0, result.stdout + result.stderr
-    outcome = json.loads((tmp_path / "latest.json").read_text())
+    return result.stdout, json.loads((results / "latest.json").read_text())
+
+
+def test_bench_gateway_and_refresh_parts_run_and_write_the_table(wrk: str, tmp_path: Path) -> None:
+    printed, outcome = run_bench(
+        tmp_path, *"--seconds 1 --rounds 1 --connections 2 --only gateway,refresh".split()
+    )
+
     names = [row["name"] for row in outcome["rows"]]
     assert names[:6] == [
         "gateway /users/me (full chain)",
@@ -53,20 +60,14 @@ def test_bench_gateway_and_refresh_parts_run_and_write_the_table(wrk: str, tmp_p
     assert {"gateway_ready_seconds", "gateway_rss_mb"} <= set(outcome["facts"])
     table = (tmp_path / "latest.md").read_text()
     assert "| gateway /users/me (full chain) |" in table
-    assert table == result.stdout.rstrip("\n") + "\n"
+    assert table == printed.rstrip("\n") + "\n"
 
 
 def test_bench_timing_part_reports_both_medians_against_one_verify(
     wrk: str, tmp_path: Path
 ) -> None:
-    command = [sys.executable, "-m", "bench", "--only", "timing", "--bcrypt-cost", "4"]
-    command += ["--timing-tries", "4", "--results", str(tmp_path)]
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
-    )
+    _, outcome = run_bench(tmp_path, *"--only timing --bcrypt-cost 4 --timing-tries 4".split())
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    outcome = json.loads((tmp_path / "latest.json").read_text())
     assert [row["name"] for row in outcome["rows"]] == ["one login at a time, unknown user"]
     facts = outcome["facts"]
     assert facts["login_timing_tries_each"] == 4
@@ -76,14 +77,10 @@ def test_bench_timing_part_reports_both_medians_against_one_verify(
 
 
 def test_bench_logins_part_times_the_bound_before_every_storm(wrk: str, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "bench", "--only", "logins", "--bcrypt-cost", "4"]
-    command += ["--seconds", "1", "--rounds", "1", "--results", str(tmp_path)]
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    _, outcome = run_bench(
+        tmp_path, *"--only logins --bcrypt-cost 4 --seconds 1 --rounds 1".split()
     )
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    outcome = json.loads((tmp_path / "latest.json").read_text())
     rows = {row["name"]: row for row in outcome["rows"]}
     assert list(rows) == [
         "password logins, bcrypt cost 4 (storm alone)",
